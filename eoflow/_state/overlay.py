@@ -1,0 +1,125 @@
+"""Pending table writes of the current transaction, read-your-writes over a store.
+
+Table writes never reach the store before their transaction commits (invariant 3). During
+a commit interval they collect in an :class:`Overlay`, one per table partition; reads see
+the overlay first and fall back to the committed store. After EndTxn(commit) the runtime
+calls :meth:`Overlay.commit_to_store` (off the event loop); on abort it calls
+:meth:`Overlay.discard`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from typing import Final
+
+from eoflow._state.base import PartitionStore
+from eoflow._state.errors import StateError
+
+__all__ = ["Overlay"]
+
+
+class _Tombstone:
+    """Marks a key deleted in the overlay (distinct from any bytes value)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+_DELETED: Final = _Tombstone()
+
+
+class Overlay:
+    """Uncommitted writes for one table partition over its committed :class:`PartitionStore`.
+
+    Not thread-safe: used from the event loop only. :meth:`commit_to_store` may run in a
+    worker thread while no other method is called.
+    """
+
+    def __init__(self, store: PartitionStore) -> None:
+        self._store = store
+        self._pending: dict[bytes, bytes | _Tombstone] = {}
+        self._last_offset: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Overlay({len(self._pending)} pending, store={self._store!r})"
+
+    @property
+    def store(self) -> PartitionStore:
+        """The committed store under this overlay."""
+        return self._store
+
+    @property
+    def is_empty(self) -> bool:
+        """True when there is nothing to commit: no writes and no changelog offset noted."""
+        return not self._pending and self._last_offset is None
+
+    @property
+    def last_changelog_offset(self) -> int | None:
+        """Highest changelog offset noted this interval, or None."""
+        return self._last_offset
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value as this transaction sees it: pending write, else committed value."""
+        pending = self._pending.get(key)
+        if pending is None:
+            return self._store.get(key)
+        return None if isinstance(pending, _Tombstone) else pending
+
+    def set(self, key: bytes, value: bytes) -> None:
+        """Write ``key`` in this transaction."""
+        self._pending[key] = value
+
+    def delete(self, key: bytes) -> None:
+        """Delete ``key`` in this transaction (also hides the committed value)."""
+        self._pending[key] = _DELETED
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Merged view in ascending key order: committed items overridden by pending ones."""
+        pending = sorted(self._pending.items())
+        merged = heapq.merge(
+            ((key, 0, value) for key, value in pending),
+            ((key, 1, value) for key, value in self._store.items()),
+        )
+        last_key: bytes | None = None
+        for key, _rank, value in merged:
+            if key == last_key:
+                continue  # the pending entry (rank 0) came first and wins
+            last_key = key
+            if not isinstance(value, _Tombstone):
+                yield key, value
+
+    def writes(self) -> dict[bytes, bytes | None]:
+        """The pending writes as the store takes them (None = delete)."""
+        return {
+            key: None if isinstance(value, _Tombstone) else value
+            for key, value in self._pending.items()
+        }
+
+    def note_changelog_offset(self, offset: int) -> None:
+        """Record the offset a changelog record of this interval got; keeps the highest."""
+        if self._last_offset is None or offset > self._last_offset:
+            self._last_offset = offset
+
+    def discard(self) -> None:
+        """Forget everything pending (the transaction aborted)."""
+        self._pending.clear()
+        self._last_offset = None
+
+    def commit_to_store(self) -> None:
+        """Apply the pending writes and the last changelog offset in one atomic batch.
+
+        Call only after the transaction committed. Does nothing when the overlay is empty.
+        Raises :class:`StateError` when there are writes but no changelog offset was noted
+        (every committed table write must have a changelog record). The overlay is cleared
+        only after the store accepted the batch.
+        """
+        if self.is_empty:
+            return
+        if self._last_offset is None:
+            raise StateError(
+                f"{self!r} has {len(self._pending)} writes but no changelog offset; every "
+                f"table write must be sent to the changelog before its transaction commits"
+            )
+        self._store.apply(self.writes(), self._last_offset)
+        self.discard()
