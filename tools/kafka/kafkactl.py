@@ -582,7 +582,7 @@ class KafkaBroker:
 
 
 def _probe(bootstrap: str, timeout: float) -> str | None:
-    """None if a transactional producer can initialise against ``bootstrap``, else why not.
+    """None if a transactional producer can initialise and the group coordinator answers.
 
     Runs in a separate thread with its own event loop, so it works from inside a running
     loop too. Without aiokafka, only checks that the port accepts connections.
@@ -621,6 +621,17 @@ async def _txn_probe(bootstrap: str) -> None:
         await producer.commit_transaction()
     finally:
         await producer.stop()
+
+    # The group coordinator (and __consumer_offsets) is created lazily on first use; make
+    # sure it is loaded too, so the first consumer group of a test does not see error 15.
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        await admin.find_coordinator("eoflow-ready-probe")
+    finally:
+        await admin.close()
 
 
 # --------------------------------------------------------------------------- CLI
