@@ -1,0 +1,75 @@
+"""Key and value serializers: ``"json"``, ``"raw"`` (bytes) and ``"str"`` (UTF-8).
+
+Defaults follow Faust: raw keys, json values. A codec never sees ``None``: a missing key or
+a tombstone value stays ``None`` on the wire and in the program.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Protocol
+
+from eoflow.errors import ConfigurationError, SerializationError
+
+__all__ = ["Codec", "CodecName", "codec_for"]
+
+CodecName = Literal["json", "raw", "str"]
+
+
+class Codec(Protocol):
+    """Turns Python objects into bytes and back."""
+
+    name: str
+
+    def dumps(self, obj: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+class _Json:
+    name = "json"
+
+    def dumps(self, obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+class _Raw:
+    name = "raw"
+
+    def dumps(self, obj: Any) -> bytes:
+        if isinstance(obj, bytes | bytearray | memoryview):
+            return bytes(obj)
+        if isinstance(obj, str):
+            return obj.encode()
+        raise SerializationError(f"raw serializer needs bytes or str, got {type(obj).__name__}")
+
+    def loads(self, data: bytes) -> Any:
+        return data
+
+
+class _Str:
+    name = "str"
+
+    def dumps(self, obj: Any) -> bytes:
+        return str(obj).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return data.decode()
+
+
+_CODECS: dict[str, Codec] = {"json": _Json(), "raw": _Raw(), "str": _Str()}
+
+
+def codec_for(name: str | Codec) -> Codec:
+    """The codec called ``name``, or ``name`` itself if it already is a codec."""
+    if not isinstance(name, str):
+        return name
+    try:
+        return _CODECS[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown serializer {name!r}: use one of {sorted(_CODECS)} or pass an object "
+            "with dumps() and loads()") from None

@@ -1,0 +1,1 @@
+"""Everything that speaks Kafka: the transactional producer, the group consumer, admin."""

@@ -1,0 +1,114 @@
+"""Errors raised by eoflow.
+
+Every error derives from :class:`EoflowError` and says whether retrying can help
+(``retriable``). Errors from aiokafka and rocksdict are translated into these types at
+the boundary where eoflow calls them, so user code never has to import either.
+
+::
+
+    EoflowError
+    ├── ConfigurationError            fatal: fix the app or the command line
+    │   ├── TopicMismatchError        a topic exists with another partition count
+    │   └── TableUsageError           a table used where no partition is known
+    ├── SerializationError            fatal for that record: it goes to the dead-letter topic
+    ├── TransportError                retriable: broker or network trouble
+    │   ├── TransactionAbortedError   the interval was aborted; it is retried
+    │   ├── CommitFailedError         the group moved on (stale generation); rejoin
+    │   └── ProducerFencedError       fatal: a newer instance owns the transactional id
+    ├── StateError
+    │   ├── StoreMismatchError        fatal: the store belongs to another app/partitioning
+    │   ├── StoreCorruptError         retriable: the store is rebuilt from its changelog
+    │   └── RestoreError              retriable: reading the changelog failed
+    └── AgentError                    an agent raised; carries the event's coordinates
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentError",
+    "CommitFailedError",
+    "ConfigurationError",
+    "EoflowError",
+    "ProducerFencedError",
+    "RestoreError",
+    "SerializationError",
+    "StateError",
+    "StoreCorruptError",
+    "StoreMismatchError",
+    "TableUsageError",
+    "TopicMismatchError",
+    "TransactionAbortedError",
+    "TransportError",
+]
+
+
+class EoflowError(Exception):
+    """Root of every error eoflow raises."""
+
+    #: Whether the operation may succeed when tried again.
+    retriable: bool = False
+
+
+class ConfigurationError(EoflowError):
+    """The app, its topics or the command line are wrong; nothing will fix it but an edit."""
+
+
+class TopicMismatchError(ConfigurationError):
+    """A topic exists on the broker with another partition count than the app declares."""
+
+
+class TableUsageError(ConfigurationError):
+    """A table was used where eoflow cannot tell which partition the write belongs to."""
+
+
+class SerializationError(EoflowError):
+    """A key or value could not be encoded or decoded.
+
+    The message names the topic, partition and offset of the record where known.
+    """
+
+
+class TransportError(EoflowError):
+    """Talking to Kafka failed; the runtime retries after rewinding to committed offsets."""
+
+    retriable = True
+
+
+class TransactionAbortedError(TransportError):
+    """The current transaction was aborted; its outputs and table writes are discarded."""
+
+
+class CommitFailedError(TransportError):
+    """The group coordinator refused the offsets (stale generation or unknown member)."""
+
+
+class ProducerFencedError(TransportError):
+    """Another producer with the same transactional id took over: this worker is a zombie."""
+
+    retriable = False
+
+
+class StateError(EoflowError):
+    """A table store could not be opened, written or restored."""
+
+
+class StoreMismatchError(StateError):
+    """The local store belongs to another app, table or partition count."""
+
+
+class StoreCorruptError(StateError):
+    """The local store cannot be read; it is rebuilt from its changelog."""
+
+    retriable = True
+
+
+class RestoreError(StateError):
+    """Reading a changelog partition into its store failed."""
+
+    retriable = True
+
+
+class AgentError(EoflowError):
+    """An agent raised while processing an event."""
+
+    retriable = True
