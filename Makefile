@@ -1,0 +1,62 @@
+# Needs only Python 3.11+, Java 17+ and Maven on PATH; no Docker.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KAFKACTL := $(VPY) tools/kafka/kafkactl.py
+KAFKA_PORT ?= 9092
+KAFKA_DATADIR ?= .eoflow/kafka
+PYTEST_ARGS ?=
+
+.PHONY: venv test lint typecheck kafka-libs demo kafka-start kafka-stop kafka-status soak bench clean
+
+venv: $(STAMP)
+
+# Re-installs whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test]'
+	@touch $@
+
+# Download the broker jars once (Maven Central -> ~/.cache/eoflow), outside any test timeout.
+kafka-libs:
+	@$(PYTHON) tools/kafka/kafkactl.py libs >/dev/null
+
+lint: venv
+	$(VENV)/bin/ruff check eoflow tests apps tools
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test: venv kafka-libs lint typecheck
+	$(VENV)/bin/pytest -q --durations=15 $(PYTEST_ARGS)
+
+demo: venv kafka-libs
+	$(VPY) tools/demo.py
+
+kafka-start: venv kafka-libs
+	$(KAFKACTL) start --port $(KAFKA_PORT) --datadir $(KAFKA_DATADIR)
+
+kafka-stop:
+	$(PYTHON) tools/kafka/kafkactl.py stop --datadir $(KAFKA_DATADIR)
+
+kafka-status:
+	$(PYTHON) tools/kafka/kafkactl.py status --datadir $(KAFKA_DATADIR)
+
+soak:
+	@echo "soak: not yet"; exit 1
+
+bench:
+	@echo "bench: not yet"; exit 1
+
+# Keeps the jar cache (~/.cache/eoflow); delete that by hand to force a re-download.
+clean:
+	-@$(PYTHON) tools/kafka/kafkactl.py stop --datadir $(KAFKA_DATADIR) >/dev/null 2>&1
+	rm -rf $(VENV) .eoflow build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
