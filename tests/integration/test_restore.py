@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +25,7 @@ from eoflow._state.store import (
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 COMPACTED = {"cleanup.policy": "compact"}
 IDENTITY = StoreIdentity("app", "counts", 0, 1)
 
@@ -162,5 +167,43 @@ async def test_restore_rate_many_records(
             f"\nrestored {stats.records} records in {stats.seconds:.2f}s "
             f"= {stats.records_per_second:,.0f} records/s"
         )
+    finally:
+        store.close()
+
+
+KILLED_RESTORE = """
+import asyncio, sys
+from aiokafka.structs import TopicPartition
+from eoflow._state.restore import restore_partition
+from eoflow._state.store import RocksDBPartitionStore, StoreIdentity
+store = RocksDBPartitionStore.open(sys.argv[3], StoreIdentity("app", "counts", 0, 1))
+tp = TopicPartition(sys.argv[2], 0)
+asyncio.run(restore_partition(sys.argv[1], tp, store, chunk_size=100))
+"""
+
+
+async def test_kill_9_during_restore_resumes_from_the_applied_prefix(
+    kafka_bootstrap: str, changelog: TopicPartition, tmp_path: Path
+) -> None:
+    txns: list[Txn] = [
+        ([(f"k{i}".encode(), f"{n}".encode()) for i in range(500)], True) for n in range(4)
+    ]
+    await produce(kafka_bootstrap, changelog, txns)
+    path = tmp_path / "killed"
+    args = [kafka_bootstrap, changelog.topic, str(path)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EOFLOW_FAULT": "during_restore"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_RESTORE, *args, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, stderr.decode()
+
+    store = RocksDBPartitionStore.open(path, IDENTITY)
+    try:
+        partial = store.changelog_offset
+        assert partial is not None  # the first chunk survived the kill
+        stats = await restore_partition(kafka_bootstrap, changelog, store)
+        assert stats.start_offset == partial + 1
+        assert dict(store.items()) == {f"k{i}".encode(): b"3" for i in range(500)}
     finally:
         store.close()
