@@ -6,6 +6,7 @@ Pure of runtime and app knowledge; the runtime composes these pieces. Imports on
 
 from eoflow._state.faults import fault_point
 from eoflow._state.overlay import Overlay
+from eoflow._state.restore import RestoreStats, restore_partition
 from eoflow._state.store import (
     FORMAT_VERSION,
     MemoryPartitionStore,
@@ -21,9 +22,11 @@ __all__ = [
     "MemoryPartitionStore",
     "Overlay",
     "PartitionStore",
+    "RestoreStats",
     "RocksDBPartitionStore",
     "StoreIdentity",
     "fault_point",
     "open_or_rebuild",
+    "restore_partition",
     "store_path",
 ]
