@@ -193,6 +193,44 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+# Runs in a tiny separate Python process next to every broker owned by a Python process.
+# It blocks reading a pipe whose write end only the owner holds: EOF means the owner is gone
+# (even by SIGKILL), so the JVM is terminated too. b"d" means "detached: leave it running".
+_WATCHDOG = """
+import os, signal, sys, time
+fd, pid, marker = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+data = b""
+try:
+    while True:
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break
+        data += chunk
+except OSError:
+    pass
+if b"d" in data:
+    sys.exit(0)
+def ours():
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return marker.encode() in f.read()
+    except OSError:
+        return False
+def kill(sig):
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        pass
+if ours():
+    kill(signal.SIGTERM)
+    end = time.monotonic() + 30
+    while ours() and time.monotonic() < end:
+        time.sleep(0.2)
+    if ours():
+        kill(signal.SIGKILL)
+"""
+
+
 # All brokers started (and not detached) by this process: stopped at interpreter exit.
 _OWNED: set[KafkaBroker] = set()
 _OWNED_LOCK = threading.Lock()
@@ -239,6 +277,8 @@ class KafkaBroker:
         self.port: int = port if port is not None else int(state.get("port") or free_port())
         self.controller_port: int = int(state.get("controller_port") or 0)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog_fd: int | None = None
         self._detached = False
 
     # ---------------------------------------------------------------- paths and props
@@ -341,6 +381,7 @@ class KafkaBroker:
         if not self._detached:
             with _OWNED_LOCK:
                 _OWNED.add(self)
+            self._start_watchdog(self._proc.pid)
         try:
             self._wait_ready(time.monotonic() + timeout)
         except BaseException:
@@ -371,6 +412,7 @@ class KafkaBroker:
             self.pid_file.unlink()
         with _OWNED_LOCK:
             _OWNED.discard(self)
+        self._release_watchdog(detach=False)
 
     def restart(self, timeout: float = 60.0) -> KafkaBroker:
         """Stop and start again on the same port and data dir."""
@@ -388,6 +430,7 @@ class KafkaBroker:
         self._detached = True
         with _OWNED_LOCK:
             _OWNED.discard(self)
+        self._release_watchdog(detach=True)
 
     def __enter__(self) -> KafkaBroker:
         return self.start()
@@ -404,6 +447,40 @@ class KafkaBroker:
         return "\n".join(parts) or "(no broker output)"
 
     # ---------------------------------------------------------------- internals
+    def _start_watchdog(self, pid: int) -> None:
+        self._release_watchdog(detach=True)
+        r, w = os.pipe()
+        try:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-c", _WATCHDOG, str(r), str(pid), str(self.datadir)],
+                pass_fds=(r,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError:
+            os.close(w)
+            return
+        finally:
+            os.close(r)
+        self._watchdog_fd = w
+
+    def _release_watchdog(self, *, detach: bool) -> None:
+        fd, self._watchdog_fd = self._watchdog_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                if detach:
+                    os.write(fd, b"d")
+                os.close(fd)
+        wd, self._watchdog = self._watchdog, None
+        if wd is not None:
+            try:
+                wd.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                wd.kill()
+                wd.wait()
+
     def _read_state(self) -> dict[str, int]:
         try:
             data = json.loads((self.datadir / STATE_FILE).read_text())
