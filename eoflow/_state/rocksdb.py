@@ -229,3 +229,22 @@ def open_or_rebuild(
         )
     RocksDBPartitionStore.destroy(path)
     return RocksDBPartitionStore.open(path, identity)
+
+
+def read_identity(path: Path | str) -> StoreIdentity:
+    """The identity recorded in the store at ``path`` (opens and closes it)."""
+    path = Path(path)
+    if not (path / "CURRENT").is_file():
+        raise StoreCorruptError(f"Table store at {path} holds no RocksDB database.")
+    db = _open_db(path)
+    try:
+        meta = db.get_column_family(_META_CF)
+        try:
+            raw = meta.get(_IDENTITY_KEY)
+        finally:
+            meta.close()
+    finally:
+        db.close()
+    if raw is None:
+        raise StoreCorruptError(f"Table store at {path} has no identity record.")
+    return StoreIdentity.from_bytes(raw)

@@ -23,7 +23,7 @@ from eoflow.errors import CommitFailedError, TransportError
 
 from .protocol import GroupMetadata, offset_fetch_request
 
-__all__ = ["create_group_consumer", "fetch_stable_offsets", "group_metadata"]
+__all__ = ["create_group_consumer", "fetch_stable_offsets", "group_metadata", "subscribe"]
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,6 @@ def create_group_consumer(
     group_id: str,
     instance_id: str,
     client_id: str,
-    topics: Iterable[str],
-    listener: ConsumerRebalanceListener,
     session_timeout_ms: int,
     max_poll_interval_ms: int,
 ) -> AIOKafkaConsumer:
@@ -62,8 +60,13 @@ def create_group_consumer(
         fetch_max_wait_ms=100,
         max_partition_fetch_bytes=1024 * 1024,
     )
-    consumer.subscribe(topics=sorted(set(topics)), listener=listener)
     return consumer
+
+
+def subscribe(consumer: AIOKafkaConsumer, topics: Iterable[str],
+              listener: ConsumerRebalanceListener) -> None:
+    """Subscribe with the rebalance listener that keeps partition moves exactly-once."""
+    consumer.subscribe(topics=sorted(set(topics)), listener=listener)
 
 
 def group_metadata(consumer: AIOKafkaConsumer, group_id: str, instance_id: str) -> GroupMetadata:

@@ -133,6 +133,7 @@ class TransactionalProducer:
         bootstrap: str,
         transactional_id: str,
         *,
+        transactional: bool = True,
         transaction_timeout_ms: int,
         client_id: str,
         linger_ms: int = 10,
@@ -140,16 +141,20 @@ class TransactionalProducer:
         max_request_size: int = 4 * 1024 * 1024,
     ) -> None:
         self.transactional_id = transactional_id
+        self.transactional = transactional
         self._config: dict[str, Any] = dict(
             bootstrap_servers=bootstrap,
-            transactional_id=transactional_id,
-            transaction_timeout_ms=transaction_timeout_ms,
             client_id=client_id,
             acks="all",
             linger_ms=linger_ms,
             max_batch_size=max_batch_size,
             max_request_size=max_request_size,
         )
+        if transactional:
+            self._config.update(transactional_id=transactional_id,
+                                transaction_timeout_ms=transaction_timeout_ms)
+        else:  # at-least-once: idempotent, no transactions
+            self._config.update(enable_idempotence=True)
         self._producer: AIOKafkaProducer | None = None
         self._group: GroupMetadata | None = None
         self.in_transaction = False
@@ -190,6 +195,8 @@ class TransactionalProducer:
 
     async def begin(self) -> None:
         """Begin a transaction (the coordinator hears of it with the first partition)."""
+        if not self.transactional:
+            return
         try:
             await self._p.begin_transaction()
         except Exception as exc:

@@ -1,0 +1,23 @@
+"""eoflow: exactly-once stream processing for Apache Kafka, in the style of Faust.
+
+::
+
+    app = eoflow.App("wordcount", broker="kafka://127.0.0.1:9092")
+    words = app.topic("words", partitions=8)
+    counts = app.Table("counts", default=int)
+
+    @app.agent(words)
+    async def count(stream):
+        async for word in stream:
+            counts[word] += 1
+"""
+
+from eoflow import errors
+from eoflow._app import AgentHandle, App
+from eoflow._runtime.stream import Event, Stream
+from eoflow._settings import Settings
+from eoflow._table import Table
+from eoflow._topic import Topic
+
+__all__ = ["AgentHandle", "App", "Event", "Settings", "Stream", "Table", "Topic", "errors"]
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The worker runtime: dispatch, the commit cycle, rebalancing, agent supervision."""

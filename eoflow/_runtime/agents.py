@@ -1,0 +1,104 @@
+"""Agent supervision: one task per agent instance, restarted as a group after an abort."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eoflow._app import AgentSpec
+
+from .stream import Event, InFlight, Stream, current_agent
+
+__all__ = ["AgentInstance", "AgentSupervisor", "FailureHandler"]
+
+log = logging.getLogger(__name__)
+
+#: Called when an agent raises: ``(instance, event in hand or None, exception)``.
+FailureHandler = Callable[["AgentInstance", Event[Any, Any] | None, BaseException], None]
+
+
+@dataclass(eq=False)
+class AgentInstance:
+    """One running copy of an agent (``concurrency`` copies per agent)."""
+
+    spec: AgentSpec
+    index: int
+    queue: asyncio.Queue[Any]
+    task: asyncio.Task[None] | None = None
+    stream: Stream[Any, Any] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name if self.spec.concurrency == 1 else f"{self.spec.name}#{self.index}"
+
+
+class AgentSupervisor:
+    """Starts agent tasks in the worker's task group; cancels and restarts them on abort.
+
+    Events of one partition always go to the same instance, so per-partition order holds
+    with ``concurrency > 1``.
+    """
+
+    def __init__(self, specs: list[AgentSpec], in_flight: InFlight, queue_size: int,
+                 on_failure: FailureHandler) -> None:
+        self.in_flight = in_flight
+        self._on_failure = on_failure
+        self.instances: dict[str, list[AgentInstance]] = {
+            spec.name: [AgentInstance(spec, i, asyncio.Queue(queue_size))
+                        for i in range(spec.concurrency)]
+            for spec in specs
+        }
+        self._group: asyncio.TaskGroup | None = None
+
+    def route(self, agent: str, partition: int) -> AgentInstance:
+        instances = self.instances[agent]
+        return instances[partition % len(instances)]
+
+    def start(self, group: asyncio.TaskGroup) -> None:
+        self._group = group
+        for instance in self._all():
+            self._spawn(instance)
+
+    def _all(self) -> list[AgentInstance]:
+        return [i for instances in self.instances.values() for i in instances]
+
+    def _spawn(self, instance: AgentInstance) -> None:
+        if self._group is None:
+            raise RuntimeError("agents started outside the worker's task group")
+        instance.task = self._group.create_task(self._run(instance), name=instance.name)
+
+    async def _run(self, instance: AgentInstance) -> None:
+        current_agent.set(instance.spec.name)
+        while True:
+            stream: Stream[Any, Any] = Stream(instance.queue, self.in_flight)
+            instance.stream = stream
+            try:
+                await instance.spec.fun(stream)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._on_failure(instance, stream.current_event, exc)
+                return
+            stream.release()
+            log.warning("agent %s returned; restarting it on the same stream", instance.name)
+
+    def spawn_all(self) -> None:
+        """Start every agent again after :meth:`cancel` (the interval aborted)."""
+        for instance in self._all():
+            self._spawn(instance)
+
+    async def cancel(self) -> None:
+        """Cancel every agent task and forget the events they held or had queued."""
+        tasks = [i.task for i in self._all() if i.task is not None and not i.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        for instance in self._all():
+            instance.task = None
+            while not instance.queue.empty():
+                instance.queue.get_nowait()
+        self.in_flight.reset()

@@ -1,0 +1,270 @@
+"""The commit cycle: the one place where an interval is committed or aborted.
+
+One :class:`Committer` per worker; a lock makes sure one commit or abort runs at a time
+(the commit timer, an agent failure and a rebalance all go through it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from eoflow._settings import Settings
+from eoflow._state import fault_point
+from eoflow._transport.consumer import fetch_stable_offsets
+from eoflow._transport.producer import SendFuture, TransactionalProducer, translate_kafka_error
+from eoflow._transport.protocol import GroupMetadata
+from eoflow.errors import (
+    CommitFailedError,
+    EoflowError,
+    ProducerFencedError,
+    TransactionAbortedError,
+)
+
+from .agents import AgentSupervisor
+from .dispatcher import DeadLetter, Dispatcher, PoisonKey
+from .lifecycle import IntervalState, Lifecycle
+from .stream import current_agent, current_event
+from .tables import TableManager
+
+__all__ = ["Committer"]
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class _Interval:
+    """Bookkeeping of the open transaction."""
+
+    started: float = field(default_factory=time.monotonic)
+    sends: list[tuple[SendFuture, PoisonKey | None]] = field(default_factory=list)
+
+
+class Committer:
+    """Commits or aborts the current interval; the steps are in :meth:`commit`."""
+
+    def __init__(self, settings: Settings, producer: TransactionalProducer,
+                 consumer: AIOKafkaConsumer, dispatcher: Dispatcher,
+                 supervisor: AgentSupervisor, tables: TableManager) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.consumer = consumer
+        self.dispatcher = dispatcher
+        self.supervisor = supervisor
+        self.tables = tables
+        self.lock = asyncio.Lock()
+        self.state = Lifecycle.interval()
+        self.group: GroupMetadata | None = None
+        self.commits = 0
+        self.aborts = 0
+        self._interval = _Interval()
+        self._agent_failed = asyncio.Event()
+
+    # -- the open interval ----------------------------------------------------------
+    async def begin(self) -> None:
+        """Open the interval's transaction if it is not open yet (lazily, on first use)."""
+        if self.state.is_(IntervalState.IDLE):
+            if self.settings.exactly_once:
+                await self.producer.begin()
+            self.state.to(IntervalState.OPEN)
+            self._interval = _Interval()
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None,
+                   partition: int | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
+        """Add a record to the open transaction; remember which event caused it."""
+        while self.state.is_(IntervalState.COMMITTING, IntervalState.ABORTING):
+            async with self.lock:  # sends during a commit belong to the next transaction
+                pass
+        await self.begin()
+        fut = await self.producer.send(topic, value, key, partition, headers)
+        event, agent = current_event.get(), current_agent.get()
+        source = None if event is None or agent is None else (
+            agent, event.topic, event.partition, event.offset)
+        self._interval.sends.append((fut, source))
+
+    async def _send_changelog(self, topic: str, key: bytes, value: bytes | None,
+                              partition: int) -> SendFuture:
+        return await self.producer.send(topic, value, key, partition)
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """Send a poison record to ``{app_id}-dlq`` inside the open transaction."""
+        rec = letter.record
+        log.error("dead-lettering %s[%d]@%d for agent %s: %s",
+                  rec.topic, rec.partition, rec.offset, letter.agent, letter.error)
+        if self.settings.on_error == "fail":
+            raise EoflowError(
+                f"{rec.topic}[{rec.partition}]@{rec.offset} (key {rec.key!r}) failed in agent "
+                f"{letter.agent}: {letter.error}; on_error='fail' stops the worker")
+        headers = [("eoflow.topic", rec.topic.encode()),
+                   ("eoflow.partition", str(rec.partition).encode()),
+                   ("eoflow.offset", str(rec.offset).encode()),
+                   ("eoflow.agent", letter.agent.encode()),
+                   ("eoflow.error", letter.error.encode()[:4000])]
+        await self.begin()
+        fut = await self.producer.send(self.settings.dlq_topic, rec.value, rec.key, None, headers)
+        self._interval.sends.append((fut, None))
+
+    def agent_failed(self, key: PoisonKey | None, exc: BaseException) -> None:
+        """An agent raised: count it against its event and ask for an abort."""
+        if key is not None:
+            self.dispatcher.failures[key] = self.dispatcher.failures.get(key, 0) + 1
+            log.warning("agent %s failed on %s[%d]@%d (try %d of %d): %r", key[0], key[1],
+                        key[2], key[3], self.dispatcher.failures[key],
+                        self.settings.max_retries, exc)
+        else:
+            log.warning("agent failed outside an event: %r", exc)
+        self._agent_failed.set()
+
+    @property
+    def abort_requested(self) -> asyncio.Event:
+        return self._agent_failed
+
+    def deadline_passed(self) -> bool:
+        """Has the open transaction lived too long to commit safely (invariant 9)?"""
+        age = time.monotonic() - self._interval.started
+        return self.state.is_(IntervalState.OPEN) and age > self.settings.transaction_timeout * 0.8
+
+    # -- commit ---------------------------------------------------------------------
+    async def commit(self) -> None:
+        """Commit the open interval. Caller holds :attr:`lock`.
+
+        1. Barrier: stop dispatch; wait until agents processed every event handed out.
+        2. Flush: send the tables' changelog records; await and check every send.
+        3. Offsets: the processed offsets (+1) with the group's generation (KIP-447).
+        4. Commit: EndTxn(commit) (at-least-once: commit the offsets to the group).
+        5. Apply: each table overlay and its changelog offset into its store, one batch.
+        6. Resume: reopen dispatch; the next transaction begins with the next event.
+        Any failure before step 4 completes raises; the caller then calls :meth:`abort`.
+        """
+        await self._barrier()
+        if self.state.is_(IntervalState.IDLE):
+            self.dispatcher.open()
+            return
+        self.state.to(IntervalState.COMMITTING)
+        changelog = await self.tables.flush(self._send_changelog)
+        self._interval.sends.extend((fut, None) for fut in changelog)
+        await self._await_sends()
+        self.tables.note_offsets()
+        offsets = self._offsets_to_commit()
+        fault_point("before_offsets")
+        if self.settings.exactly_once:
+            if offsets:
+                await self.producer.send_offsets(offsets, self._group())
+            fault_point("before_commit")
+            await self.producer.commit()
+        elif offsets:
+            await self._commit_at_least_once(offsets)
+        fault_point("after_commit")
+        self.state.to(IntervalState.IDLE)
+        self.commits += 1
+        self.dispatcher.failures.clear()
+        self.dispatcher.next_offsets.clear()
+        await self.tables.apply()
+        self.dispatcher.open()
+
+    async def _barrier(self) -> None:
+        await self.dispatcher.close()
+        idle = asyncio.ensure_future(self.supervisor.in_flight.wait_idle())
+        failed = asyncio.ensure_future(self._agent_failed.wait())
+        remaining = self.settings.transaction_timeout * 0.8 - (
+            time.monotonic() - self._interval.started)
+        try:
+            await asyncio.wait({idle, failed}, timeout=max(remaining, 0.0),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+            failed.cancel()
+        if self._agent_failed.is_set():
+            raise TransactionAbortedError("an agent raised while processing an event")
+        if self.supervisor.in_flight.count:
+            self._blame_in_flight()
+            raise TransactionAbortedError(
+                f"agents did not finish their events within 80% of transaction_timeout="
+                f"{self.settings.transaction_timeout}s; aborting the interval")
+
+    def _blame_in_flight(self) -> None:
+        for instances in self.supervisor.instances.values():
+            for instance in instances:
+                event = instance.stream.current_event if instance.stream else None
+                if event is not None:
+                    self.agent_failed((instance.spec.name, event.topic, event.partition,
+                                       event.offset), TimeoutError("agent too slow"))
+
+    async def _await_sends(self) -> None:
+        sends = self._interval.sends
+        if sends:
+            await asyncio.wait([fut for fut, _ in sends])
+        for fut, source in sends:
+            exc = fut.exception()
+            if exc is not None:
+                if source is not None:
+                    self.agent_failed(source, exc)
+                raise translate_kafka_error(exc, "delivering a record of this transaction")
+
+    def _offsets_to_commit(self) -> dict[TopicPartition, int]:
+        assigned = self.consumer.assignment()
+        return {tp: off for tp, off in self.dispatcher.next_offsets.items() if tp in assigned}
+
+    def _group(self) -> GroupMetadata:
+        if self.group is None or not self.group.is_valid():
+            raise CommitFailedError(f"no valid group generation to commit with: {self.group}")
+        return self.group
+
+    async def _commit_at_least_once(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:
+            raise CommitFailedError(f"committing offsets {offsets}: {exc!r}") from exc
+
+    # -- abort ----------------------------------------------------------------------
+    async def abort(self, reason: BaseException, *, rewind: bool = True) -> None:
+        """Throw the interval away and go back to the last committed state.
+
+        Cancels the agents, discards table overlays, replaces the producer (which aborts
+        the open transaction on the broker), catches the tables up if the commit outcome
+        is unknown, rewinds to the stable committed offsets and restarts the agents.
+        Raises :class:`ProducerFencedError` when a newer instance owns the transactional id.
+        """
+        unknown_outcome = self.state.is_(IntervalState.COMMITTING)
+        timed_out = time.monotonic() - self._interval.started > self.settings.transaction_timeout
+        if not self.state.is_(IntervalState.ABORTING):
+            self.state.to(IntervalState.ABORTING)
+        self.aborts += 1
+        log.warning("aborting the interval: %s", reason)
+        await self.dispatcher.close()
+        await self.supervisor.cancel()
+        self.tables.discard()
+        self._interval = _Interval()
+        self._agent_failed.clear()
+        if isinstance(reason, ProducerFencedError) and not timed_out:
+            raise reason
+        if self.settings.exactly_once:
+            await self.producer.reset()
+        if unknown_outcome:
+            await self.tables.catch_up()
+        if rewind:
+            await self._rewind()
+        self.state.to(IntervalState.IDLE)
+        self.supervisor.spawn_all()
+        self.dispatcher.open()
+
+    async def _rewind(self) -> None:
+        assigned = sorted(self.consumer.assignment())
+        try:
+            offsets = await fetch_stable_offsets(self.consumer, self.settings.app_id, assigned)
+        except EoflowError:
+            raise
+        except Exception as exc:
+            raise translate_kafka_error(exc, "fetching committed offsets") from exc
+        self.dispatcher.rewind({tp: off for tp, off in offsets.items()})
+
+
+def describe_offsets(offsets: dict[TopicPartition, int]) -> str:
+    """``topic[p]=offset`` pairs for log lines."""
+    return ", ".join(f"{tp.topic}[{tp.partition}]={o}" for tp, o in sorted(offsets.items()))
+

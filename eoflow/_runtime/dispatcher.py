@@ -1,0 +1,189 @@
+"""The dispatcher: the one task that fetches records and hands them to agents.
+
+It is also the only task that moves the consumer's position between rebalances (a rewind
+after an abort is applied here, before the next fetch), so no fetch is ever in flight
+while the position changes. A gate lets the commit barrier stop dispatch between two
+records; an epoch makes a batch fetched before an abort be dropped, not dispatched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from eoflow._app import AgentSpec
+from eoflow._topic import Topic
+from eoflow.errors import SerializationError
+
+from .agents import AgentSupervisor
+from .stream import Event
+
+__all__ = ["DeadLetter", "Dispatcher", "PoisonKey", "seek_all"]
+
+log = logging.getLogger(__name__)
+
+#: ``(agent, topic, partition, offset)`` of an event that made an agent fail.
+PoisonKey = tuple[str, str, int, int]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that goes to the dead-letter topic instead of its agent."""
+
+    record: ConsumerRecord[bytes, bytes]
+    agent: str
+    error: str
+
+
+@dataclass(frozen=True)
+class _Route:
+    spec: AgentSpec
+    topic: Topic[Any, Any]
+
+
+class Dispatcher:
+    """Routes records to agent instances and remembers the next offset of each partition."""
+
+    def __init__(
+        self,
+        specs: Sequence[AgentSpec],
+        supervisor: AgentSupervisor,
+        *,
+        begin: Callable[[], Awaitable[None]],
+        dead_letter: Callable[[DeadLetter], Awaitable[None]],
+        max_retries: int,
+        batch_size: int = 1000,
+    ) -> None:
+        self._routes: dict[str, list[_Route]] = {}
+        for spec in specs:
+            for topic in spec.topics:
+                for name in topic.names:
+                    self._routes.setdefault(name, []).append(_Route(spec, topic))
+        self._supervisor = supervisor
+        self._begin = begin
+        self._dead_letter = dead_letter
+        self._max_retries = max_retries
+        self._batch_size = batch_size
+        self._gate = asyncio.Event()
+        self._held = True  # until the first assignment completes
+        self._busy = asyncio.Lock()
+        self._epoch = 0
+        self._rewind: dict[TopicPartition, int] = {}
+        #: Next offset to commit per partition: everything before it was processed.
+        self.next_offsets: dict[TopicPartition, int] = {}
+        #: How often each event made its agent fail (cleared when an interval commits).
+        self.failures: dict[PoisonKey, int] = {}
+        self.dispatched = 0
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self._routes)
+
+    # -- control (called by the commit cycle and the rebalance handler) -------------
+    def open(self) -> None:
+        """Resume dispatch, unless a rebalance holds it."""
+        if not self._held:
+            self._gate.set()
+
+    def hold(self) -> None:
+        """Stop dispatch until :meth:`release` (partitions revoked, assignment pending)."""
+        self._held = True
+        self._gate.clear()
+
+    def release(self) -> None:
+        """The new assignment is restored and rewound: dispatch may go on."""
+        self._held = False
+        self._gate.set()
+
+    async def close(self) -> None:
+        """Stop dispatch; returns once no record is being handed to an agent."""
+        self._gate.clear()
+        async with self._busy:
+            pass
+
+    def rewind(self, offsets: dict[TopicPartition, int]) -> None:
+        """Drop what was fetched and seek to ``offsets`` before the next fetch."""
+        self._epoch += 1
+        self._rewind.update(offsets)
+        for tp in offsets:
+            self.next_offsets.pop(tp, None)
+
+    def forget(self, partitions: Sequence[TopicPartition]) -> None:
+        """Partitions were revoked: drop their fetched records and pending offsets."""
+        self._epoch += 1
+        for tp in partitions:
+            self.next_offsets.pop(tp, None)
+            self._rewind.pop(tp, None)
+
+    # -- the loop -------------------------------------------------------------------
+    async def run(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            await self._gate.wait()
+            await self._apply_rewind(consumer)
+            epoch = self._epoch
+            batch = await consumer.getmany(timeout_ms=100, max_records=self._batch_size)
+            for tp, records in batch.items():
+                for record in records:
+                    if not self._gate.is_set():
+                        await self._gate.wait()
+                    if epoch != self._epoch:
+                        break
+                    async with self._busy:
+                        await self._dispatch(tp, record)
+                if epoch != self._epoch:
+                    break
+
+    async def _apply_rewind(self, consumer: AIOKafkaConsumer) -> None:
+        rewind, self._rewind = self._rewind, {}
+        await seek_all(consumer, rewind)
+
+    async def _dispatch(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        await self._begin()
+        for route in self._routes[record.topic]:
+            agent = route.spec.name
+            tries = self.failures.get((agent, record.topic, record.partition, record.offset), 0)
+            if tries >= self._max_retries:
+                await self._dead_letter(DeadLetter(record, agent, f"agent failed {tries} times"))
+                continue
+            try:
+                event = _decode(route.topic, record)
+            except SerializationError as exc:
+                await self._dead_letter(DeadLetter(record, agent, str(exc)))
+                continue
+            self._supervisor.in_flight.add()
+            await self._supervisor.route(agent, record.partition).queue.put(event)
+        self.next_offsets[tp] = record.offset + 1
+        self.dispatched += 1
+
+
+async def seek_all(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+    """Seek assigned partitions to committed offsets; -1 (none committed) means earliest."""
+    assigned = consumer.assignment()
+    earliest = [tp for tp, off in offsets.items() if off < 0 and tp in assigned]
+    for tp, offset in offsets.items():
+        if offset >= 0 and tp in assigned:
+            consumer.seek(tp, offset)
+    if earliest:
+        await consumer.seek_to_beginning(*earliest)
+
+
+def _decode(topic: Topic[Any, Any], record: ConsumerRecord[bytes, bytes]) -> Event[Any, Any]:
+    where = f"{record.topic}[{record.partition}]@{record.offset}"
+    try:
+        key = None if record.key is None else topic.key_codec.loads(record.key)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot decode key of {where} with {topic.key_codec.name}: {exc}") from exc
+    try:
+        value = None if record.value is None else topic.value_codec.loads(record.value)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot decode value of {where} with {topic.value_codec.name}: {exc}") from exc
+    return Event(key, value, record.topic, record.partition, record.offset,
+                 record.timestamp, tuple(record.headers or ()))

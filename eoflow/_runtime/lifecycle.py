@@ -1,0 +1,84 @@
+"""Explicit lifecycles: an enum, a transition table, and a transition method that raises.
+
+::
+
+    Worker:   INIT ─► STARTING ─► RUNNING ─► STOPPING ─► STOPPED
+                          │           │           ▲
+                          └───────────┴─► FAILED ─┘ (stop after a fatal error)
+
+    Interval: IDLE ─► OPEN ─► COMMITTING ─► IDLE
+                        │          │
+                        └──────────┴─► ABORTING ─► IDLE
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Generic, TypeVar
+
+__all__ = ["IllegalTransition", "IntervalState", "Lifecycle", "WorkerState"]
+
+S = TypeVar("S", bound=Enum)
+
+
+class IllegalTransition(RuntimeError):
+    """A lifecycle was asked to move along an edge its table does not have (a bug)."""
+
+
+class WorkerState(Enum):
+    INIT = "init"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class IntervalState(Enum):
+    IDLE = "idle"  # no transaction open
+    OPEN = "open"  # a transaction holds this interval's sends
+    COMMITTING = "committing"
+    ABORTING = "aborting"
+
+
+_WORKER_EDGES: dict[Enum, frozenset[Enum]] = {
+    WorkerState.INIT: frozenset({WorkerState.STARTING, WorkerState.STOPPED}),
+    WorkerState.STARTING: frozenset({WorkerState.RUNNING, WorkerState.FAILED,
+                                     WorkerState.STOPPING}),
+    WorkerState.RUNNING: frozenset({WorkerState.STOPPING, WorkerState.FAILED}),
+    WorkerState.FAILED: frozenset({WorkerState.STOPPING}),
+    WorkerState.STOPPING: frozenset({WorkerState.STOPPED}),
+    WorkerState.STOPPED: frozenset(),
+}
+
+_INTERVAL_EDGES: dict[Enum, frozenset[Enum]] = {
+    IntervalState.IDLE: frozenset({IntervalState.OPEN, IntervalState.ABORTING}),
+    IntervalState.OPEN: frozenset({IntervalState.COMMITTING, IntervalState.ABORTING}),
+    IntervalState.COMMITTING: frozenset({IntervalState.IDLE, IntervalState.ABORTING}),
+    IntervalState.ABORTING: frozenset({IntervalState.IDLE}),
+}
+
+
+class Lifecycle(Generic[S]):
+    """Holds a state and refuses transitions its table does not allow."""
+
+    def __init__(self, name: str, initial: S, edges: dict[Enum, frozenset[Enum]]) -> None:
+        self.name = name
+        self.state: S = initial
+        self._edges = edges
+
+    def to(self, target: S) -> None:
+        if target not in self._edges[self.state]:
+            raise IllegalTransition(f"{self.name}: {self.state.name} -> {target.name}")
+        self.state = target
+
+    def is_(self, *states: S) -> bool:
+        return self.state in states
+
+    @classmethod
+    def worker(cls) -> Lifecycle[WorkerState]:
+        return Lifecycle("worker", WorkerState.INIT, _WORKER_EDGES)
+
+    @classmethod
+    def interval(cls) -> Lifecycle[IntervalState]:
+        return Lifecycle("interval", IntervalState.IDLE, _INTERVAL_EDGES)

@@ -1,0 +1,226 @@
+"""The worker: builds the runtime from the app's specs and runs it until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eoflow._app import App
+from eoflow._settings import Settings
+from eoflow._transport.admin import TopicSpec, ensure_topics
+from eoflow._transport.consumer import create_group_consumer, subscribe
+from eoflow._transport.producer import TransactionalProducer
+from eoflow.errors import ConfigurationError, EoflowError, ProducerFencedError
+
+from .agents import AgentSupervisor
+from .commit import Committer
+from .dispatcher import Dispatcher
+from .lifecycle import Lifecycle, WorkerState
+from .rebalance import RebalanceHandler
+from .stream import InFlight
+from .tables import TableManager
+
+__all__ = ["Worker", "load_instance_id"]
+
+log = logging.getLogger(__name__)
+
+#: Consecutive aborted intervals after which the worker gives up (no progress is possible).
+MAX_CONSECUTIVE_ABORTS = 20
+
+
+def load_instance_id(datadir: Path, app_id: str) -> str:
+    """The instance id kept in the data directory, created on first start.
+
+    A stable id gives a stable ``transactional.id``: a restarted worker fences its own
+    zombie and aborts its dangling transaction at once.
+    """
+    path = datadir / "instance-id"
+    if path.exists():
+        return path.read_text().strip()
+    datadir.mkdir(parents=True, exist_ok=True)
+    instance_id = f"{app_id}-{uuid.uuid4().hex[:12]}"
+    path.write_text(instance_id + "\n")
+    return instance_id
+
+
+class Worker:
+    """Runs an app's agents with the commit cycle until :meth:`stop` is called."""
+
+    def __init__(self, app: App, settings: Settings | None = None) -> None:
+        self.app = app
+        self.settings = settings or app.settings
+        self.state = Lifecycle.worker()
+        self._stop = asyncio.Event()
+        self.committer: Committer | None = None
+        self.rebalance: RebalanceHandler | None = None
+        self._tables: TableManager | None = None
+
+    @property
+    def tables(self) -> TableManager:
+        """The running worker's table state (the backend of :class:`eoflow.Table`)."""
+        if self._tables is None:
+            raise ConfigurationError("the worker is not running")
+        return self._tables
+
+    def stop(self) -> None:
+        """Ask the worker to commit what it has and stop (safe from a signal handler)."""
+        self._stop.set()
+
+    # -- RuntimeHooks ---------------------------------------------------------------
+    async def send(self, topic: str, key: bytes | None, value: bytes | None,
+                   partition: int | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
+        if self.committer is None:
+            raise ConfigurationError("the worker is not running")
+        await self.committer.send(topic, key, value, partition, headers)
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def run(self) -> None:
+        """Start, process until stopped, commit, stop. Raises on a fatal error."""
+        settings = self.settings
+        self.state.to(WorkerState.STARTING)
+        instance_id = settings.instance_id or load_instance_id(settings.datadir, settings.app_id)
+        counts = await self._ensure_topics()
+        self._tables = TableManager(settings, self.app.tables, self._table_partitions(counts))
+        producer = TransactionalProducer(
+            settings.bootstrap, f"{settings.app_id}-{instance_id}",
+            transactional=settings.exactly_once,
+            transaction_timeout_ms=int(settings.transaction_timeout * 1000),
+            client_id=f"{settings.app_id}-{instance_id}")
+        await producer.start()
+        in_flight = InFlight()
+        specs = list(self.app.agents.values())
+        supervisor = AgentSupervisor(specs, in_flight, settings.queue_size, self._agent_failed)
+        dispatcher = Dispatcher(specs, supervisor, begin=self._begin,
+                                dead_letter=self._dead_letter, max_retries=settings.max_retries)
+        consumer = create_group_consumer(
+            bootstrap=settings.bootstrap, group_id=settings.app_id, instance_id=instance_id,
+            client_id=f"{settings.app_id}-{instance_id}",
+            session_timeout_ms=int(settings.session_timeout * 1000),
+            max_poll_interval_ms=int(settings.max_poll_interval * 1000))
+        self.committer = Committer(settings, producer, consumer, dispatcher, supervisor,
+                                   self.tables)
+        self.rebalance = RebalanceHandler(self.committer, consumer, instance_id)
+        subscribe(consumer, dispatcher.topics, self.rebalance)
+        self.app._runtime = self
+        log.info("worker %s of app %s starting (%s, commit every %ss)", instance_id,
+                 settings.app_id, settings.processing_guarantee, settings.commit_interval)
+        try:
+            await consumer.start()
+            self.state.to(WorkerState.RUNNING)
+            await self._run_tasks(supervisor, dispatcher, consumer)
+        except BaseException:
+            if not self.state.is_(WorkerState.STOPPING):
+                self.state.to(WorkerState.FAILED)
+            raise
+        finally:
+            await self._shutdown(consumer, producer)
+
+    async def _run_tasks(self, supervisor: AgentSupervisor, dispatcher: Dispatcher,
+                         consumer: Any) -> None:
+        async with asyncio.TaskGroup() as group:
+            supervisor.start(group)
+            fetch = group.create_task(dispatcher.run(consumer), name="dispatcher")
+            await self._control_loop()
+            fetch.cancel()
+            await supervisor.cancel()
+
+    async def _control_loop(self) -> None:
+        """Commit every ``commit_interval``; abort on failure; final commit on stop."""
+        committer, rebalance = self.committer, self.rebalance
+        assert committer is not None and rebalance is not None
+        consecutive_aborts = 0
+        while True:
+            stopping = await self._wait_tick(committer.abort_requested)
+            if rebalance.fatal is not None:
+                raise rebalance.fatal
+            async with committer.lock:
+                try:
+                    await committer.commit()
+                    consecutive_aborts = 0
+                except ProducerFencedError:
+                    raise
+                except EoflowError as exc:
+                    if not exc.retriable:
+                        raise
+                    consecutive_aborts += 1
+                    await committer.abort(exc)
+                except Exception as exc:  # an unexpected error still must not commit
+                    consecutive_aborts += 1
+                    await committer.abort(exc)
+            if consecutive_aborts > MAX_CONSECUTIVE_ABORTS:
+                raise EoflowError(f"{consecutive_aborts} intervals in a row aborted; stopping")
+            if stopping:
+                self.state.to(WorkerState.STOPPING)
+                return
+
+    async def _wait_tick(self, abort_requested: asyncio.Event) -> bool:
+        waiters = [asyncio.ensure_future(e.wait()) for e in (self._stop, abort_requested)]
+        try:
+            await asyncio.wait(waiters, timeout=self.settings.commit_interval,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return self._stop.is_set()
+
+    async def _shutdown(self, consumer: Any, producer: TransactionalProducer) -> None:
+        self.app._runtime = None
+        try:
+            await asyncio.wait_for(consumer.stop(), 30)
+        except Exception as exc:
+            log.warning("stopping the consumer: %r", exc)
+        await producer.close()
+        if self._tables is not None:
+            self._tables.close()
+        if self.state.is_(WorkerState.STOPPING):
+            self.state.to(WorkerState.STOPPED)
+        log.info("worker stopped")
+
+    # -- callbacks ------------------------------------------------------------------
+    async def _begin(self) -> None:
+        assert self.committer is not None
+        await self.committer.begin()
+
+    async def _dead_letter(self, letter: Any) -> None:
+        assert self.committer is not None
+        await self.committer.dead_letter(letter)
+
+    def _agent_failed(self, instance: Any, event: Any, exc: BaseException) -> None:
+        assert self.committer is not None
+        key = None if event is None else (instance.spec.name, event.topic, event.partition,
+                                           event.offset)
+        self.committer.agent_failed(key, exc)
+
+    # -- topics ---------------------------------------------------------------------
+    async def _ensure_topics(self) -> dict[str, int]:
+        settings = self.settings
+        specs: dict[str, TopicSpec] = {}
+        for topic in self.app.topics.values():
+            for name in topic.names:
+                specs[name] = TopicSpec(name, topic.partitions or settings.topic_partitions,
+                                        topic.config)
+        source_counts = {specs[n].partitions for a in self.app.agents.values()
+                         for t in a.topics for n in t.names}
+        for table in self.app.tables.values():
+            partitions = table.partitions or _single(source_counts, table.name)
+            specs[settings.changelog_topic(table.name)] = TopicSpec(
+                settings.changelog_topic(table.name), partitions,
+                {"cleanup.policy": "compact"})
+        specs[settings.dlq_topic] = TopicSpec(settings.dlq_topic, 1)
+        return await ensure_topics(settings.bootstrap, list(specs.values()),
+                                   settings.replication_factor)
+
+    def _table_partitions(self, counts: dict[str, int]) -> dict[str, int]:
+        return {name: counts[self.settings.changelog_topic(name)] for name in self.app.tables}
+
+
+def _single(counts: set[int], table: str) -> int:
+    if len(counts) == 1:
+        return next(iter(counts))
+    raise ConfigurationError(
+        f"table {table!r}: the app's source topics have different partition counts "
+        f"{sorted(counts)}; say partitions=N for the table (equal to its source topic's)")

@@ -1,0 +1,145 @@
+"""Tables: keyed state that lives in RocksDB and commits with the transaction.
+
+A write for key ``k`` goes to the changelog partition equal to the partition of the event
+being processed (Faust semantics), so a table must be co-partitioned with the topic its
+agent consumes: the same partition count, and the key that determines the table key must
+be the record key. Repartition through a topic keyed by the table key otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from eoflow._runtime.stream import current_event
+from eoflow._serde import Codec, codec_for
+from eoflow.errors import ConfigurationError, TableUsageError
+
+if TYPE_CHECKING:
+    from eoflow._app import App
+
+__all__ = ["Table", "TableBackend"]
+
+KT = TypeVar("KT")
+VT = TypeVar("VT")
+_MISSING = object()
+
+
+class TableBackend(Protocol):
+    """What the running worker provides to tables (see ``eoflow._runtime.tables``)."""
+
+    def get(self, table: str, partition: int, key: bytes) -> bytes | None: ...
+
+    def set(self, table: str, partition: int, key: bytes, value: bytes | None) -> None: ...
+
+    def partitions(self, table: str) -> list[int]: ...
+
+    def items(self, table: str, partition: int) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class Table(MutableMapping[KT, VT], Generic[KT, VT]):
+    """A keyed table; use it from an agent while it processes an event.
+
+    Outside an event (for example at start-up) name the partition: ``table.partition(3)``.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        name: str,
+        *,
+        default: Callable[[], VT] | None = None,
+        partitions: int | None = None,
+        store: str = "rocksdb://",
+        key_serializer: str | Codec = "json",
+        value_serializer: str | Codec = "json",
+    ) -> None:
+        if store not in ("rocksdb://", "memory://"):
+            raise ConfigurationError(
+                f"table {name!r}: store={store!r}; use 'rocksdb://' or 'memory://'")
+        self.app = app
+        self.name = name
+        self.default = default
+        self.partitions = partitions
+        self.store = store
+        self.key_codec = codec_for(key_serializer)
+        self.value_codec = codec_for(value_serializer)
+        self._fixed_partition: int | None = None
+
+    # -- partition resolution -------------------------------------------------------
+    def partition(self, partition: int) -> Table[KT, VT]:
+        """A view of this table bound to one partition, for use outside an event."""
+        view: Table[KT, VT] = Table.__new__(Table)
+        view.__dict__.update(self.__dict__)
+        view._fixed_partition = partition
+        return view
+
+    def _current_partition(self, what: str) -> int:
+        if self._fixed_partition is not None:
+            return self._fixed_partition
+        event = current_event.get()
+        if event is None:
+            raise TableUsageError(
+                f"table {self.name!r}: {what} outside an event; eoflow cannot tell which "
+                f"partition this belongs to. Use {self.name}.partition(N) to name it, or "
+                "use the table from an agent while it processes an event")
+        return event.partition
+
+    def _backend(self, what: str) -> TableBackend:
+        return self.app._require_runtime(f"{what} table {self.name!r}").tables
+
+    # -- mapping --------------------------------------------------------------------
+    def __getitem__(self, key: KT) -> VT:
+        partition = self._current_partition(f"reading key {key!r}")
+        raw = self._backend("read").get(self.name, partition, self.key_codec.dumps(key))
+        if raw is not None:
+            return self.value_codec.loads(raw)  # type: ignore[no-any-return]
+        if self.default is not None:
+            return self.default()
+        raise KeyError(key)
+
+    def get(self, key: KT, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __setitem__(self, key: KT, value: VT) -> None:
+        partition = self._current_partition(f"writing key {key!r}")
+        self._backend("write").set(
+            self.name, partition, self.key_codec.dumps(key), self.value_codec.dumps(value))
+
+    def __delitem__(self, key: KT) -> None:
+        partition = self._current_partition(f"deleting key {key!r}")
+        backend = self._backend("delete from")
+        key_bytes = self.key_codec.dumps(key)
+        if backend.get(self.name, partition, key_bytes) is None:
+            raise KeyError(key)
+        backend.set(self.name, partition, key_bytes, None)
+
+    def __contains__(self, key: object) -> bool:
+        partition = self._current_partition(f"looking up key {key!r}")
+        raw = self._backend("read").get(self.name, partition, self.key_codec.dumps(key))
+        return raw is not None
+
+    def _partitions(self) -> list[int]:
+        if self._fixed_partition is not None:
+            return [self._fixed_partition]
+        return self._backend("iterate").partitions(self.name)
+
+    def __iter__(self) -> Iterator[KT]:
+        for key, _ in self.items():
+            yield key
+
+    def items(self) -> Iterator[tuple[KT, VT]]:  # type: ignore[override]
+        """Committed and pending items of every partition this worker owns."""
+        backend = self._backend("iterate")
+        for partition in self._partitions():
+            for key, value in backend.items(self.name, partition):
+                yield self.key_codec.loads(key), self.value_codec.loads(value)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.items())
+
+    def __repr__(self) -> str:
+        return f"<Table {self.name}>"

@@ -1,0 +1,78 @@
+"""Topics: a name, a partition count and serializers. Declarative; sending needs a worker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from eoflow._serde import Codec, codec_for
+from eoflow.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from eoflow._app import App
+
+__all__ = ["Topic"]
+
+KT = TypeVar("KT")
+VT = TypeVar("VT")
+
+
+class Topic(Generic[KT, VT]):
+    """One or more Kafka topics with the same serializers.
+
+    Keys are ``raw`` bytes and values ``json`` by default, as in Faust.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        names: Sequence[str],
+        *,
+        partitions: int | None = None,
+        key_serializer: str | Codec = "raw",
+        value_serializer: str | Codec = "json",
+        config: dict[str, str] | None = None,
+    ) -> None:
+        if not names:
+            raise ConfigurationError("a topic needs at least one name")
+        if partitions is not None and partitions < 1:
+            raise ConfigurationError(f"topic {names[0]!r}: partitions must be >= 1")
+        self.app = app
+        self.names = tuple(names)
+        self.partitions = partitions
+        self.key_codec = codec_for(key_serializer)
+        self.value_codec = codec_for(value_serializer)
+        self.config = dict(config or {})
+
+    @property
+    def name(self) -> str:
+        """The topic name (the first, for a multi-topic source)."""
+        return self.names[0]
+
+    def encode(self, key: Any, value: Any) -> tuple[bytes | None, bytes | None]:
+        """Serialize a key and value for this topic (``None`` stays ``None``)."""
+        return (None if key is None else self.key_codec.dumps(key),
+                None if value is None else self.value_codec.dumps(value))
+
+    async def send(
+        self,
+        *,
+        key: KT | None = None,
+        value: VT | None = None,
+        partition: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Add a record to the current transaction.
+
+        Returns once the record belongs to the transaction, without waiting for the broker;
+        a delivery failure aborts the transaction (and the interval is processed again).
+        With no ``partition`` the producer's default partitioner hashes the key.
+        """
+        if len(self.names) != 1:
+            raise ConfigurationError(f"cannot send to multi-topic {self.names}: name one topic")
+        runtime = self.app._require_runtime(f"send to topic {self.name!r}")
+        key_bytes, value_bytes = self.encode(key, value)
+        await runtime.send(self.name, key_bytes, value_bytes, partition, headers)
+
+    def __repr__(self) -> str:
+        return f"<Topic {', '.join(self.names)}>"

@@ -1,0 +1,77 @@
+"""Topic administration: create what the app declares, refuse silent mismatches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from eoflow.errors import TopicMismatchError, TransportError
+
+__all__ = ["TopicSpec", "ensure_topics"]
+
+log = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the app needs: name, partition count and topic configs."""
+
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_factor: int,
+                        *, timeout: float = 30.0) -> dict[str, int]:
+    """Create missing topics; return every topic's partition count.
+
+    Raises :class:`TopicMismatchError` when a topic exists with another partition count
+    than its spec asks for.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        existing = await _partition_counts(admin, [s.name for s in specs])
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            await _create(admin, missing, replication_factor)
+            existing.update(await _partition_counts(admin, [s.name for s in missing]))
+    except (TopicMismatchError, TransportError):
+        raise
+    except Exception as exc:
+        raise TransportError(f"cannot create or describe topics at {bootstrap}: {exc!r}") from exc
+    finally:
+        await admin.close()
+    for spec in specs:
+        found = existing.get(spec.name)
+        if found is not None and found != spec.partitions:
+            raise TopicMismatchError(
+                f"topic {spec.name!r} exists with {found} partitions but the app declares "
+                f"{spec.partitions}; declare partitions={found}, or recreate the topic (its "
+                "data, committed offsets and any table built from it belong together)")
+    return existing
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for topic in await admin.describe_topics(sorted(set(names))):
+        if topic["error_code"] == 0 and topic["partitions"]:
+            counts[topic["topic"]] = len(topic["partitions"])
+    return counts
+
+
+async def _create(admin: AIOKafkaAdminClient, specs: list[TopicSpec],
+                  replication_factor: int) -> None:
+    new = [NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.config)
+           for s in specs]
+    response = await admin.create_topics(new, timeout_ms=15000)
+    for name, code, *rest in response.topic_errors:
+        if code not in (0, _TOPIC_ALREADY_EXISTS):
+            raise TransportError(f"creating topic {name!r} failed: error {code} {rest}")
+        if code == 0:
+            log.info("created topic %s", name)
