@@ -1,0 +1,130 @@
+"""The commit cycle against the real broker, with the worker running in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import eoflow
+from eoflow.testing import produce, read_committed, running, wait_for_records
+
+
+def _app(bootstrap: str, tmp_path: Path, **kwargs: Any) -> eoflow.App:
+    kwargs.setdefault("commit_interval", 0.1)
+    return eoflow.App(f"t-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}",
+                      datadir=tmp_path / "data", session_timeout=6.0, **kwargs)
+
+
+def _ids(records: list[Any]) -> list[int]:
+    return [json.loads(r.value)["id"] for r in records]
+
+
+async def test_outputs_are_invisible_until_the_transaction_commits(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    app = _app(kafka_bootstrap, tmp_path)
+    src = app.topic(f"{app.id}-in", partitions=1)
+    out = app.topic(f"{app.id}-out", partitions=1)
+    sent, release = asyncio.Event(), asyncio.Event()
+
+    @app.agent(src)
+    async def hold(stream: eoflow.Stream[bytes, Any]) -> None:
+        async for value in stream:
+            await out.send(value=value)
+            sent.set()
+            await release.wait()  # the barrier cannot pass while we hold the event
+
+    async with running(app):
+        await produce(kafka_bootstrap, src.name, [(None, b'{"id": 1}')])
+        await asyncio.wait_for(sent.wait(), 30)
+        uncommitted = await wait_for_records(kafka_bootstrap, out.name, 1,
+                                             isolation_level="read_uncommitted")
+        assert _ids(uncommitted) == [1]
+        # The open transaction holds the LSO back: a read_committed reader sees nothing.
+        assert await read_committed(kafka_bootstrap, out.name) == []
+        release.set()
+        committed = await wait_for_records(kafka_bootstrap, out.name, 1)
+    assert _ids(committed) == [1]
+
+
+async def test_agent_failure_aborts_the_interval_and_each_input_is_output_once(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    app = _app(kafka_bootstrap, tmp_path, commit_interval=0.5)
+    src = app.topic(f"{app.id}-in", partitions=2)
+    out = app.topic(f"{app.id}-out", partitions=2)
+    seen = app.Table("seen", default=int)
+    failed_once: set[int] = set()
+
+    @app.agent(src)
+    async def flaky(stream: eoflow.Stream[bytes, Any]) -> None:
+        async for key, value in stream.items():
+            seen[key.decode()] += 1
+            await out.send(key=key, value=value)
+            if value["id"] % 25 == 7 and value["id"] not in failed_once:
+                failed_once.add(value["id"])
+                raise RuntimeError(f"first try of {value['id']} fails")
+
+    inputs = [(f"k{i % 10}".encode(), json.dumps({"id": i}).encode()) for i in range(200)]
+    async with running(app) as worker:
+        await produce(kafka_bootstrap, src.name, inputs)
+        records = await wait_for_records(kafka_bootstrap, out.name, 200)
+        await asyncio.sleep(0.5)
+        records = await read_committed(kafka_bootstrap, out.name)
+        assert worker.committer is not None and worker.committer.aborts >= len(failed_once)
+    assert sorted(_ids(records)) == list(range(200))
+    everything = await read_committed(kafka_bootstrap, out.name,
+                                      isolation_level="read_uncommitted")
+    assert len(everything) > 200, "aborted outputs exist on the log but stay invisible"
+    changelog = await read_committed(kafka_bootstrap, f"{app.id}-seen-changelog")
+    final = {r.key: int(r.value) for r in changelog if r.value is not None}
+    assert final == {json.dumps(f"k{k}").encode(): 20 for k in range(10)}
+
+
+async def test_poison_records_go_to_the_dead_letter_topic(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    app = _app(kafka_bootstrap, tmp_path, max_retries=2)
+    src = app.topic(f"{app.id}-in", partitions=1)
+    out = app.topic(f"{app.id}-out", partitions=1)
+
+    @app.agent(src)
+    async def strict(stream: eoflow.Stream[bytes, Any]) -> None:
+        async for value in stream:
+            if value.get("boom"):
+                raise ValueError("this record always fails")
+            await out.send(value=value)
+
+    inputs = [(None, json.dumps({"id": i}).encode()) for i in range(10)]
+    inputs.insert(3, (b"bad", b"{not json"))
+    inputs.insert(7, (b"boom", json.dumps({"id": 99, "boom": True}).encode()))
+    async with running(app):
+        await produce(kafka_bootstrap, src.name, inputs)
+        records = await wait_for_records(kafka_bootstrap, out.name, 10)
+        dead = await wait_for_records(kafka_bootstrap, app.settings.dlq_topic, 2)
+    assert _ids(records) == list(range(10))
+    assert [d.key for d in dead] == [b"bad", b"boom"]
+    headers = [dict(d.headers) for d in dead]
+    assert [h["eoflow.offset"] for h in headers] == [b"3", b"7"]
+    assert all(h["eoflow.topic"] == src.name.encode() for h in headers)
+    assert b"cannot decode value" in headers[0]["eoflow.error"]
+    assert b"failed 2 times" in headers[1]["eoflow.error"]
+    assert dead[0].value == b"{not json"
+
+
+async def test_topic_with_another_partition_count_is_refused(
+        kafka_bootstrap: str, tmp_path: Path, topic_factory: Any) -> None:
+    existing = topic_factory(2)
+    app = _app(kafka_bootstrap, tmp_path)
+    src = app.topic(existing, partitions=4)
+
+    @app.agent(src)
+    async def noop(stream: eoflow.Stream[bytes, Any]) -> None:
+        async for _ in stream:
+            pass
+
+    with pytest.raises(eoflow.errors.TopicMismatchError, match="exists with 2 partitions"):
+        async with running(app):
+            pass
