@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -16,8 +17,11 @@ from eoflow._transport.protocol import GroupMetadata
 from eoflow.errors import CommitFailedError
 
 
+Member = tuple[AIOKafkaConsumer, str, str]
+
+
 @pytest.fixture
-async def member(kafka_bootstrap: str, topic_factory) -> AsyncIterator[tuple[AIOKafkaConsumer, str, str]]:  # type: ignore[no-untyped-def]
+async def member(kafka_bootstrap: str, topic_factory: Any) -> AsyncIterator[Member]:
     """A consumer that joined a fresh group on a fresh topic, with static membership."""
     topic = topic_factory(1)
     group = f"g-{uuid.uuid4().hex[:8]}"
@@ -46,7 +50,7 @@ async def _committed(consumer: AIOKafkaConsumer, group: str, tp: TopicPartition)
     return (await fetch_stable_offsets(consumer, group, [tp]))[tp]
 
 
-async def test_commit_with_current_generation_moves_offsets(kafka_bootstrap: str, member) -> None:  # type: ignore[no-untyped-def]
+async def test_commit_with_current_generation_moves_offsets(kafka_bootstrap: str, member: Member) -> None:
     consumer, group, topic = member
     tp = TopicPartition(topic, 0)
     meta = group_metadata(consumer, group, "inst-1")
@@ -62,7 +66,8 @@ async def test_commit_with_current_generation_moves_offsets(kafka_bootstrap: str
 
 
 @pytest.mark.parametrize("stale", ["old_generation", "unknown_member"])
-async def test_stale_member_cannot_commit_offsets(kafka_bootstrap: str, member, stale: str) -> None:  # type: ignore[no-untyped-def]
+async def test_stale_member_cannot_commit_offsets(kafka_bootstrap: str, member: Member,
+                                              stale: str) -> None:
     """A zombie's commit is refused by the group coordinator (KIP-447 fencing)."""
     consumer, group, topic = member
     tp = TopicPartition(topic, 0)
@@ -94,7 +99,7 @@ async def test_generation_minus_one_is_refused_before_sending(kafka_bootstrap: s
         await producer.close()
 
 
-async def test_stable_offsets_wait_for_the_pending_transaction(kafka_bootstrap: str, member) -> None:  # type: ignore[no-untyped-def]
+async def test_stable_offsets_wait_for_the_pending_transaction(kafka_bootstrap: str, member: Member) -> None:
     consumer, group, topic = member
     tp = TopicPartition(topic, 0)
     producer = await _producer(kafka_bootstrap)
@@ -110,7 +115,7 @@ async def test_stable_offsets_wait_for_the_pending_transaction(kafka_bootstrap: 
         await producer.close()
 
 
-async def test_reset_aborts_the_open_transaction(kafka_bootstrap: str, topic_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_reset_aborts_the_open_transaction(kafka_bootstrap: str, topic_factory: Any) -> None:
     """After reset, records of the abandoned transaction never become visible."""
     from eoflow.testing import read_committed
 
