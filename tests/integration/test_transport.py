@@ -16,7 +16,6 @@ from eoflow._transport.producer import TransactionalProducer
 from eoflow._transport.protocol import GroupMetadata
 from eoflow.errors import CommitFailedError
 
-
 Member = tuple[AIOKafkaConsumer, str, str]
 
 
@@ -50,7 +49,8 @@ async def _committed(consumer: AIOKafkaConsumer, group: str, tp: TopicPartition)
     return (await fetch_stable_offsets(consumer, group, [tp]))[tp]
 
 
-async def test_commit_with_current_generation_moves_offsets(kafka_bootstrap: str, member: Member) -> None:
+async def test_commit_with_current_generation_moves_offsets(
+        kafka_bootstrap: str, member: Member) -> None:
     consumer, group, topic = member
     tp = TopicPartition(topic, 0)
     meta = group_metadata(consumer, group, "inst-1")
@@ -99,7 +99,8 @@ async def test_generation_minus_one_is_refused_before_sending(kafka_bootstrap: s
         await producer.close()
 
 
-async def test_stable_offsets_wait_for_the_pending_transaction(kafka_bootstrap: str, member: Member) -> None:
+async def test_stable_offsets_wait_for_the_pending_transaction(
+        kafka_bootstrap: str, member: Member) -> None:
     consumer, group, topic = member
     tp = TopicPartition(topic, 0)
     producer = await _producer(kafka_bootstrap)
