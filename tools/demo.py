@@ -1,87 +1,130 @@
-"""First demo: a real transactional round trip against a throwaway local Kafka broker.
+"""`make demo`: the word-count app under `eoflow worker`, against a throwaway local Kafka.
 
-Starts Apache Kafka (KRaft) on a free port in a temp dir, writes a few lines in one Kafka
-transaction (and a second transaction that is aborted), reads the topic back with
-``read_committed`` and prints what it sees, then stops the broker. Placeholder until the
-word-count app demo replaces it.
+1. Starts Apache Kafka (KRaft) on a free port in a temp dir.
+2. Starts `eoflow worker -A apps.wordcount` as a subprocess (exactly-once, RocksDB table).
+3. Feeds it sample lines, waits until every word has been counted.
+4. Reads the `word-counts` topic with read_committed and prints the final counts, and
+   the `counts` table as restored from its changelog.
+5. Stops the worker (SIGTERM: final commit) and the broker, even on failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from eoflow._tools import read_changelog  # noqa: E402
+from eoflow.testing import produce, read_committed  # noqa: E402
+from tools.kafka.kafkactl import KAFKA_VERSION, KafkaBroker  # noqa: E402
 
-from tools.kafka.kafkactl import KAFKA_VERSION, KafkaBroker
+LINES = [
+    "the quick brown fox jumps over the lazy dog",
+    "exactly once means every input counts exactly once",
+    "the fox and the dog count once",
+    "kill the worker and the counts stay exact",
+]
 
-TOPIC = "demo-lines"
-LINES = ["the quick brown fox", "jumps over", "the lazy dog"]
+
+def expected_counts() -> dict[str, int]:
+    return dict(collections.Counter(w for line in LINES for w in line.lower().split()))
 
 
-async def round_trip(bootstrap: str) -> list[str]:
+async def wait_for_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> None:
+    """The worker creates its topics at start-up; feed input only once they exist."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1)])
+        deadline = time.monotonic() + timeout
+        while topic not in await admin.list_topics():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the worker did not create {topic!r} in {timeout}s")
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id="eoflow-demo")
-    await producer.start()
-    try:
-        async with producer.transaction():
-            for line in LINES:
-                await producer.send_and_wait(TOPIC, line.encode())
-        await producer.begin_transaction()
-        await producer.send_and_wait(TOPIC, b"this line is aborted and never seen")
-        await producer.abort_transaction()
-        async with producer.transaction():
-            await producer.send_and_wait(TOPIC, b"<end>")
-    finally:
-        await producer.stop()
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
-    await consumer.start()
-    try:
-        tp = TopicPartition(TOPIC, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        seen: list[str] = []
-        deadline = time.monotonic() + 20
-        while "<end>" not in seen:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out reading back; got {seen}")
-            batches = await consumer.getmany(tp, timeout_ms=500)
-            seen += [m.value.decode() for m in batches.get(tp, []) if m.value is not None]
-        return seen[:-1]
-    finally:
-        await consumer.stop()
+async def feed_and_wait(bootstrap: str, total_words: int, timeout: float = 90.0) -> list[Any]:
+    await wait_for_topic(bootstrap, "word-counts")
+    await produce(bootstrap, "lines", [(None, line.encode()) for line in LINES])
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            records = await read_committed(bootstrap, "word-counts")
+        except Exception:
+            records = []
+        if len(records) >= total_words:
+            return records
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(records)} of {total_words} counts after {timeout}s")
+        await asyncio.sleep(0.3)
+
+
+def start_worker(bootstrap: str, datadir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, EOFLOW_BROKER=f"kafka://{bootstrap}", PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-m", "eoflow.cli", "worker", "-A", "apps.wordcount",
+         "--datadir", str(datadir), "--loglevel", "info"],
+        cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
 
 
 def main() -> int:
-    broker = KafkaBroker()
-    t0 = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="eoflow-demo-"))
+    print(f"starting Apache Kafka {KAFKA_VERSION} (KRaft) ...", flush=True)
+    broker = KafkaBroker(datadir=tmp / "kafka").start()
+    proc = None
     try:
-        print(f"starting Apache Kafka {KAFKA_VERSION} (KRaft) in {broker.datadir} ...")
-        broker.start()
-        print(f"broker ready on {broker.bootstrap} in {time.monotonic() - t0:.1f}s")
-        lines = asyncio.run(round_trip(broker.bootstrap))
-        print(f"read_committed from {TOPIC!r}:")
-        for line in lines:
-            print(f"  {line}")
-        if lines != LINES:
-            print(f"unexpected: {lines!r} != {LINES!r}", file=sys.stderr)
-            return 1
-        return 0
+        print(f"broker at {broker.bootstrap}; starting `eoflow worker -A apps.wordcount`",
+              flush=True)
+        proc = start_worker(broker.bootstrap, tmp / "worker-data", tmp / "worker.log")
+        expected = expected_counts()
+        records = asyncio.run(feed_and_wait(broker.bootstrap, sum(expected.values())))
+        final: dict[str, int] = {}
+        for record in records:
+            final[record.key.decode()] = json.loads(record.value)
+        print(f"\nfed {len(LINES)} lines; word-counts (read_committed), final count per word:")
+        for word, count in sorted(final.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"  {word:<10} {count}")
+        code = stop_worker(proc)
+        table = asyncio.run(read_changelog(broker.bootstrap, "wordcount-counts-changelog"))
+        restored = {json.loads(k): json.loads(v) for k, v in table.items()}
+        ok = final == expected == restored
+        print(f"\nworker exited with {code}; table `counts` restored from its changelog "
+              f"{'equals' if restored == expected else 'DIFFERS FROM'} the expected counts")
+        print("demo OK: every word counted exactly once" if ok else "demo FAILED")
+        return 0 if ok and code == 0 else 1
+    except BaseException:
+        if proc is not None:
+            print((tmp / "worker.log").read_text()[-3000:], file=sys.stderr)
+        raise
     finally:
-        broker.close()
-        print("broker stopped")
+        if proc is not None:
+            stop_worker(proc)
+        broker.stop()
 
 
 if __name__ == "__main__":
