@@ -1,0 +1,1 @@
+"""Benchmarks: eoflow against faust-streaming, Quix Streams and a raw aiokafka loop."""

@@ -1,0 +1,1 @@
+"""One bench app per system; each reads its configuration from BENCH_* environment variables."""

@@ -1,0 +1,553 @@
+"""Benchmark driver: start a local broker, pre-produce the input, run every system as a
+subprocess on the same input, measure, write results.json, then the report and chart.
+
+    python -m bench.run --records 1000000 --repeats 3          # the full report
+    python -m bench.run --quick                                # smoke: 20k records, 1 repeat
+
+Methods (also written into docs/benchmarks.md):
+- throughput: records/s = expected / (t_last - t_first). t_first is written by the app itself
+  when the first input record reaches user code (bench/apps/_common.py); t_last is when this
+  driver's read_committed consumer of the output topic has seen the expected count.
+- latency: a fresh input topic, the system started and warmed up, then records produced at a
+  fixed rate with their send time in the value; latency = time the output record is read by
+  a read_committed consumer - send time.
+- peak RSS: psutil, sum over the system's process tree, sampled every 0.2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+KEYS = 10_000
+PAD = "x" * 56  # value {"ts":...,"i":...,"pad":"xx..."} is ~100 bytes
+
+SYSTEMS: dict[str, dict[str, Any]] = {
+    "eoflow-eos": {"cmd": [str(BIN / "eoflow"), "worker", "-A", "bench.apps.eoflow_app",
+                           "--loglevel", "warning"], "guarantee": "exactly_once"},
+    "eoflow-alo": {"cmd": [str(BIN / "eoflow"), "worker", "-A", "bench.apps.eoflow_app",
+                           "--loglevel", "warning"], "guarantee": "at_least_once"},
+    "faust-eos": {"cmd": [sys.executable, "-m", "bench.apps.faust_app", "worker", "-l",
+                          "warn", "--without-web"], "guarantee": "exactly_once"},
+    "quix-eos": {"cmd": [sys.executable, "-m", "bench.apps.quix_app"],
+                 "guarantee": "exactly_once"},
+    "raw-aiokafka": {"cmd": [sys.executable, "-m", "bench.apps.raw_app"],
+                     "guarantee": "at_least_once"},
+}
+WORKLOADS = ("passthrough", "count")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def make_value(i: int) -> bytes:
+    return json.dumps({"ts": time.time(), "i": i, "pad": PAD}, separators=(",", ":")).encode()
+
+
+def key_of(i: int) -> bytes:
+    return f"k{i % KEYS}".encode()
+
+
+# ---------------------------------------------------------------- Kafka helpers
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        if new:
+            await admin.create_topics(new)
+        await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+
+
+async def delete_topics_containing(bootstrap: str, needle: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if needle in t]
+        if names:
+            with contextlib.suppress(Exception):
+                await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+async def committed_count(bootstrap: str, topic: str) -> int:
+    """Records in ``topic`` (non-transactional input: end offset = record count)."""
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await c.start()
+    try:
+        if topic not in await c.topics():
+            return -1
+        parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return -1
+        ends = await c.end_offsets(tps)
+        return sum(ends.values())
+    finally:
+        await c.stop()
+
+
+async def preproduce(bootstrap: str, topic: str, n: int, partitions: int) -> None:
+    if await committed_count(bootstrap, topic) == n:
+        log(f"input {topic}: {n} records already there")
+        return
+    await delete_topics_containing(bootstrap, topic)
+    await create_topics(bootstrap, [topic], partitions)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all",
+                                max_batch_size=512 * 1024)
+    await producer.start()
+    t0 = time.monotonic()
+    try:
+        pending = []
+        for i in range(n):
+            pending.append(await producer.send(topic, key=key_of(i), value=make_value(i)))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    log(f"input {topic}: produced {n} records in {time.monotonic() - t0:.1f}s")
+
+
+class OutputReader:
+    """read_committed consumer of every partition of the output topic, from the beginning."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, *,
+                 decode_after: float | None = None, fetch_wait_ms: int = 50) -> None:
+        self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
+        self.decode_after = decode_after  # latency mode: record latencies of ts >= this
+        self.fetch_wait_ms = fetch_wait_ms
+        self.count = 0
+        self.first_seen: float | None = None
+        self.reached: dict[int, float] = {}  # target count -> time first reached
+        self.targets: list[int] = []
+        self.latencies: list[float] = []
+        self.ts_seen: int = 0
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, isolation_level="read_committed",
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.fetch_wait_ms, max_partition_fetch_bytes=4 * 1024 * 1024)
+        await self._consumer.start()
+        tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100, max_records=10_000)
+            now = time.time()
+            for msgs in batches.values():
+                if not msgs:
+                    continue
+                if self.first_seen is None:
+                    self.first_seen = now
+                self.count += len(msgs)
+                if self.decode_after is not None:
+                    for m in msgs:
+                        ts = json.loads(m.value)["ts"]
+                        if ts >= self.decode_after:
+                            self.latencies.append(now - ts)
+            for t in self.targets:
+                if t not in self.reached and self.count >= t:
+                    self.reached[t] = now
+
+    async def wait_for(self, target: int, timeout: float, alive: Any) -> float | None:
+        self.targets.append(target)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if target in self.reached:
+                return self.reached[target]
+            if self.count >= target:
+                return time.time()
+            if not alive():
+                return None
+            await asyncio.sleep(0.02)
+        return None
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
+
+
+# ---------------------------------------------------------------- system processes
+
+class SystemProcess:
+    def __init__(self, system: str, env: dict[str, str], logfile: Path) -> None:
+        self.system = system
+        self.env = env
+        self.logfile = logfile
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.peak_rss = 0
+        self._monitor: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.logfile, "wb")  # noqa: SIM115 - kept for the process' lifetime
+        self.proc = subprocess.Popen(
+            SYSTEMS[self.system]["cmd"], cwd=ROOT, env=self.env, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+        self._monitor = asyncio.create_task(self._watch_rss())
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    async def _watch_rss(self) -> None:
+        assert self.proc is not None
+        try:
+            root = psutil.Process(self.proc.pid)
+        except psutil.NoSuchProcess:
+            return
+        while True:
+            total = 0
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    total += p.memory_info().rss
+            self.peak_rss = max(self.peak_rss, total)
+            await asyncio.sleep(0.2)
+
+    async def stop(self, timeout: float = 30.0) -> int | None:
+        if self._monitor:
+            self._monitor.cancel()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            # Our own process group (start_new_session): SIGTERM the leader, then the group.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            if self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers of our group only
+        return self.proc.returncode
+
+
+def system_env(args: argparse.Namespace, system: str, workload: str, interval: float,
+               app_id: str, in_topic: str, out_topic: str, workdir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "BENCH_BOOTSTRAP": args.bootstrap, "BENCH_IN": in_topic, "BENCH_OUT": out_topic,
+        "BENCH_APP_ID": app_id, "BENCH_WORKLOAD": workload, "BENCH_INTERVAL": str(interval),
+        "BENCH_GUARANTEE": SYSTEMS[system]["guarantee"], "BENCH_PARTITIONS": str(args.partitions),
+        "BENCH_DATADIR": str(workdir / "data"), "BENCH_MARK": str(workdir / "first"),
+        "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+    })
+    if system.startswith("eoflow"):
+        env["EOFLOW_BROKER"] = f"kafka://{args.bootstrap}"
+    return env
+
+
+def run_name(system: str, workload: str, interval: float, rep: int) -> str:
+    ms = int(round(interval * 1000))
+    return f"{system}.{workload}.{ms}ms.r{rep}.{uuid.uuid4().hex[:6]}"
+
+
+# ---------------------------------------------------------------- one throughput run
+
+async def throughput_run(args: argparse.Namespace, system: str, workload: str,
+                         interval: float, rep: int, in_topic: str) -> dict[str, Any]:
+    name = run_name(system, workload, interval, rep)
+    workdir = args.results / "runs" / name
+    out_topic = f"out.{name}"
+    await create_topics(args.bootstrap, [out_topic], args.partitions)
+    reader = OutputReader(args.bootstrap, out_topic, args.partitions)
+    await reader.start()
+    env = system_env(args, system, workload, interval, name, in_topic, out_topic, workdir)
+    proc = SystemProcess(system, env, workdir / "system.log")
+    t_spawn = time.time()
+    proc.start()
+    result: dict[str, Any] = {"kind": "throughput", "system": system, "workload": workload,
+                              "interval": interval, "rep": rep, "expected": args.records,
+                              "run": name}
+    try:
+        timeout = max(120.0, args.records / 1000.0)
+        t_done = await reader.wait_for(args.records, timeout, proc.alive)
+        if t_done is not None:
+            await asyncio.sleep(args.grace)  # count any extra (duplicate) records
+    finally:
+        rc = await proc.stop()
+        await reader.stop()
+    mark = workdir / "first"
+    t_first = float(mark.read_text()) if mark.exists() else None
+    result.update(output=reader.count, returncode=rc, peak_rss_mb=proc.peak_rss / 2**20,
+                  startup_s=(t_first - t_spawn) if t_first else None)
+    if t_done is not None and t_first is not None:
+        elapsed = t_done - t_first
+        result.update(ok=True, elapsed_s=elapsed, rate=args.records / elapsed,
+                      wall_rate=args.records / (t_done - t_spawn))
+    else:
+        result.update(ok=False, error="timeout or exit before the expected output count",
+                      log_tail=_tail(workdir / "system.log"))
+    await delete_topics_containing(args.bootstrap, name)
+    if not args.keep_data:
+        subprocess.run(["rm", "-rf", str(workdir / "data")], check=False)
+    return result
+
+
+# ---------------------------------------------------------------- one latency run
+
+async def latency_run(args: argparse.Namespace, system: str, workload: str,
+                      interval: float) -> dict[str, Any]:
+    name = run_name(system, workload, interval, 0).replace(".r0.", ".lat.")
+    workdir = args.results / "runs" / name
+    in_topic, out_topic = f"lin.{name}", f"lout.{name}"
+    await create_topics(args.bootstrap, [in_topic, out_topic], args.partitions)
+    env = system_env(args, system, workload, interval, name, in_topic, out_topic, workdir)
+    proc = SystemProcess(system, env, workdir / "system.log")
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    result: dict[str, Any] = {"kind": "latency", "system": system, "workload": workload,
+                              "interval": interval, "rate": args.latency_rate,
+                              "seconds": args.latency_seconds, "run": name}
+    reader: OutputReader | None = None
+    try:
+        proc.start()
+        # Warm-up: a trickle until the first output is visible (startup, group join).
+        warm = OutputReader(args.bootstrap, out_topic, args.partitions, fetch_wait_ms=10)
+        await warm.start()
+        i = 0
+        deadline = time.monotonic() + 120
+        while warm.count == 0 and proc.alive() and time.monotonic() < deadline:
+            for _ in range(args.partitions):
+                await producer.send(in_topic, key=key_of(i), value=make_value(i))
+                i += 1
+            await asyncio.sleep(0.1)
+        warmed = warm.count > 0
+        await warm.stop()
+        if not warmed:
+            raise RuntimeError("no output during warm-up")
+        await asyncio.sleep(3 * interval + 1)  # let the warm-up trickle drain
+        t0 = time.time()
+        reader = OutputReader(args.bootstrap, out_topic, args.partitions, decode_after=t0,
+                              fetch_wait_ms=10)
+        await reader.start()
+        base = reader.count
+        per_tick = max(1, args.latency_rate // 100)
+        sent = 0
+        start = time.monotonic()
+        total = args.latency_rate * args.latency_seconds
+        while sent < total:
+            target = min(total, int((time.monotonic() - start) * args.latency_rate) + per_tick)
+            while sent < target:
+                await producer.send(in_topic, key=key_of(i), value=make_value(i))
+                i += 1
+                sent += 1
+            await asyncio.sleep(0.01)
+        await producer.flush()
+        deadline = time.monotonic() + 30 + 5 * interval
+        while len(reader.latencies) < sent and proc.alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        lat = sorted(reader.latencies)
+        result.update(sent=sent, measured=len(lat), output=reader.count - base,
+                      ok=len(lat) >= sent)
+        if lat:
+            result.update(p50_ms=1000 * lat[len(lat) // 2],
+                          p99_ms=1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+                          max_ms=1000 * lat[-1])
+    except Exception as exc:  # recorded, not raised: one failing system must not stop the rest
+        result.update(ok=False, error=f"{type(exc).__name__}: {exc}",
+                      log_tail=_tail(workdir / "system.log"))
+    finally:
+        await producer.stop()
+        result["returncode"] = await proc.stop()
+        result["peak_rss_mb"] = proc.peak_rss / 2**20
+        if reader is not None:
+            await reader.stop()
+    await delete_topics_containing(args.bootstrap, name)
+    if not args.keep_data:
+        subprocess.run(["rm", "-rf", str(workdir / "data")], check=False)
+    return result
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------- machine and versions
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for pkg in ("eoflow", "aiokafka", "faust-streaming", "mode-streaming", "quixstreams",
+                "confluent-kafka", "rocksdict", "psutil", "matplotlib"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = "not installed"
+    try:
+        import confluent_kafka
+
+        versions["librdkafka"] = confluent_kafka.libversion()[0]
+    except ImportError:
+        pass
+    cpu = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                         capture_output=True, text=True).stdout.strip()
+    return {
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpu": cpu, "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "java": java.splitlines()[0] if java else "?", "kafka": "3.9.2 (tools/kafka/kafkactl.py)",
+        "versions": versions, "git": git, "argv": sys.argv[1:],
+        "records": args.records, "repeats": args.repeats, "partitions": args.partitions,
+        "intervals": args.intervals, "latency_rate": args.latency_rate,
+        "latency_seconds": args.latency_seconds, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+# ---------------------------------------------------------------- main
+
+async def amain(args: argparse.Namespace) -> Path:
+    results_file = args.results / "results.json"
+    data: dict[str, Any] = {"env": environment(args), "runs": []}
+
+    def save() -> None:
+        results_file.write_text(json.dumps(data, indent=1))
+
+    save()
+    in_topic = f"bench-in.{args.records}"
+    await preproduce(args.bootstrap, in_topic, args.records, args.partitions)
+    for rep in range(args.repeats):
+        for workload in args.workloads:
+            for interval in args.intervals:
+                for system in args.systems:
+                    log(f"throughput {system} {workload} commit={interval}s rep={rep}")
+                    r = await throughput_run(args, system, workload, interval, rep, in_topic)
+                    data["runs"].append(r)
+                    save()
+                    if r["ok"]:
+                        log(f"  {r['rate']:.0f} rec/s, output {r['output']}/{r['expected']}, "
+                            f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                    else:
+                        log(f"  FAILED: output {r['output']}/{r['expected']} rc={r['returncode']}")
+    if args.latency_seconds > 0:
+        for workload in args.workloads:
+            for interval in args.intervals:
+                for system in args.systems:
+                    log(f"latency {system} {workload} commit={interval}s "
+                        f"@{args.latency_rate}/s for {args.latency_seconds}s")
+                    r = await latency_run(args, system, workload, interval)
+                    data["runs"].append(r)
+                    save()
+                    if "p50_ms" in r:
+                        log(f"  p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms "
+                            f"({r['measured']}/{r['sent']})")
+                    else:
+                        log(f"  FAILED: {r.get('error')}")
+    data["env"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    save()
+    return results_file
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--intervals", default="1.0,0.1", help="commit intervals, seconds")
+    ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--latency-rate", type=int, default=5000)
+    ap.add_argument("--latency-seconds", type=int, default=20, help="0: skip latency runs")
+    ap.add_argument("--grace", type=float, default=2.0,
+                    help="seconds to keep counting output after the expected count")
+    ap.add_argument("--bootstrap", help="use this broker instead of starting one")
+    ap.add_argument("--results", type=Path,
+                    default=ROOT / "bench-results" / time.strftime("%Y%m%d-%H%M%S"))
+    ap.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                    help="write docs/benchmarks.md and docs/benchmarks.png at the end")
+    ap.add_argument("--keep-data", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 20k records, 1 repeat, 5 s latency at 1000/s")
+    args = ap.parse_args()
+    if args.quick:
+        args.records, args.repeats = 20_000, 1
+        args.latency_rate, args.latency_seconds = 1000, 5
+    args.intervals = [float(x) for x in args.intervals.split(",")]
+    args.systems = [s for s in args.systems.split(",") if s]
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    for s in args.systems:
+        if s not in SYSTEMS:
+            ap.error(f"unknown system {s!r} (known: {', '.join(SYSTEMS)})")
+    args.results.mkdir(parents=True, exist_ok=True)
+
+    broker = None
+    if not args.bootstrap:
+        sys.path.insert(0, str(ROOT))
+        from tools.kafka.kafkactl import KafkaBroker
+
+        broker = KafkaBroker(port=None, datadir=args.results / "kafka", heap="1g")
+        log("starting broker")
+        broker.start()
+        args.bootstrap = broker.bootstrap
+        log(f"broker at {args.bootstrap} (pid {broker.pid})")
+    try:
+        results_file = asyncio.run(amain(args))
+    finally:
+        if broker is not None:
+            log("stopping broker")
+            broker.stop()
+            subprocess.run(["rm", "-rf", str(broker.data_dir)], check=False)
+    log(f"results: {results_file}")
+    if args.report:
+        from bench.report import write_report
+
+        write_report(results_file)
+
+
+if __name__ == "__main__":
+    main()
