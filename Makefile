@@ -52,8 +52,23 @@ kafka-status:
 soak:
 	@echo "soak: not yet"; exit 1
 
-bench:
-	@echo "bench: not yet"; exit 1
+# Peers (faust-streaming, Quix Streams) come from the `bench` extra, pinned by
+# bench/constraints.txt, in their own venv so the test venv never sees them.
+BENCH_VENV := bench/.venv
+BENCH_RECORDS ?= 1000000
+BENCH_REPEATS ?= 3
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/.installed: pyproject.toml bench/constraints.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[bench]' -c bench/constraints.txt
+	@touch $@
+
+# Starts its own broker on a free port; writes bench-results/<stamp>/, docs/benchmarks.{md,png}.
+bench: kafka-libs $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench.run --records $(BENCH_RECORDS) \
+		--repeats $(BENCH_REPEATS) $(BENCH_ARGS)
 
 # Keeps the jar cache (~/.cache/eoflow); delete that by hand to force a re-download.
 clean:
