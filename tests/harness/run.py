@@ -1,0 +1,165 @@
+"""One harness run: topics, driver, watcher and workers of one app, then the oracle.
+
+A scenario is ``async with Run(config) as run:`` + starting/killing workers + ``await
+run.finish()``, which lets the workers drain every input, stops them with SIGTERM and
+returns the :class:`ScenarioResult` (oracle verdict plus what happened).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import oracle
+from .driver import Driver, Input, generate_inputs
+from .kafka_io import create_topics
+from .oracle import OracleResult, Topics
+from .watch import Watcher
+from .workers import Workers
+
+__all__ = ["Broker", "Run", "RunConfig", "ScenarioResult"]
+
+#: The echo topic rejects records above this; ``large`` inputs emit more (see eo_app).
+ECHO_MAX_MESSAGE_BYTES = 64 * 1024
+LARGE_BYTES = 200 * 1024
+
+
+class Broker(Protocol):
+    @property
+    def bootstrap(self) -> str: ...
+
+    def restart(self, timeout: float = 60.0) -> Any: ...
+
+
+@dataclass
+class RunConfig:
+    bootstrap: str
+    workdir: Path
+    name: str
+    records: int = 3000
+    seed: int = 1
+    partitions: int = 4
+    keys: int = 200
+    rate: float | None = 600.0
+    commit_interval: float = 0.1
+    session_timeout: float = 6.0
+    transaction_timeout: float = 20.0
+    slow_seconds: float = 0.0
+    marks: dict[str, int] = field(default_factory=dict)
+    drain_timeout: float = 120.0
+    broker: Broker | None = None
+
+    def app_env(self) -> dict[str, str]:
+        return {
+            "EO_APP_ID": self.name, "EO_PREFIX": self.name,
+            "EO_PARTITIONS": str(self.partitions),
+            "EO_BROKER": f"kafka://{self.bootstrap}", "EO_BROKER_ADDR": self.bootstrap,
+            "EO_COMMIT_INTERVAL": str(self.commit_interval),
+            "EO_SESSION_TIMEOUT": str(self.session_timeout),
+            "EO_TXN_TIMEOUT": str(self.transaction_timeout),
+            "EO_SLOW_SECONDS": str(self.slow_seconds), "EO_LARGE_BYTES": str(LARGE_BYTES),
+        }
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    oracle: OracleResult
+    seconds: float = 0.0
+    kills: int = 0
+    faults_fired: list[str] = field(default_factory=list)
+    rebalances: int = 0
+    broker_restarts: int = 0
+    problems: list[str] = field(default_factory=list)  # drain timeouts, crashed workers
+    workers: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.oracle.ok and not self.problems
+
+    def report(self) -> str:
+        lines = [f"scenario {self.name}: {'OK' if self.ok else 'FAILED'} in "
+                 f"{self.seconds:.0f}s; kills={self.kills} faults={self.faults_fired} "
+                 f"rebalances={self.rebalances} broker_restarts={self.broker_restarts}",
+                 self.oracle.report()]
+        lines += [f"problem: {p}" for p in self.problems]
+        if not self.ok:
+            lines.append("workers:\n" + self.workers)
+        return "\n".join(lines)
+
+
+class Run:
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.topics = Topics(config.name, config.name)
+        self.rng = random.Random(config.seed)
+        self.inputs: list[Input] = generate_inputs(config.records, config.seed,
+                                                   keys=config.keys, marks=config.marks)
+        self.driver = Driver(config.bootstrap, self.topics.input, self.inputs, config.rate)
+        self.watcher = Watcher(config.bootstrap, self.topics)
+        self.workers = Workers(config.workdir / config.name, config.app_env())
+        self.result = ScenarioResult(config.name, OracleResult())
+        self._started = time.monotonic()
+
+    async def __aenter__(self) -> Run:
+        t, n = self.topics, self.config.partitions
+        await create_topics(self.config.bootstrap,
+                            {t.input: n, t.echo: n, t.by_key: n, t.aggregates: n, t.dlq: 1},
+                            {t.echo: {"max.message.bytes": str(ECHO_MAX_MESSAGE_BYTES)}})
+        await self.watcher.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.workers.close()
+        await self.watcher.__aexit__()
+        if self.driver._task is not None and not self.driver._task.done():
+            self.driver._task.cancel()
+
+    def problem(self, text: str) -> None:
+        self.result.problems.append(text)
+
+    async def sleep(self, low: float, high: float) -> None:
+        await asyncio.sleep(self.rng.uniform(low, high))
+
+    async def restart_broker(self) -> None:
+        if self.config.broker is None:
+            raise RuntimeError("this scenario needs a broker it can restart")
+        await asyncio.to_thread(self.config.broker.restart)
+        self.result.broker_restarts += 1
+
+    async def finish(self) -> ScenarioResult:
+        """Drain all inputs, stop the workers cleanly, run the oracle."""
+        cfg, result = self.config, self.result
+        try:
+            await self.driver.wait(cfg.drain_timeout)
+            await self.watcher.wait_for(self.watcher.drained, cfg.drain_timeout, "drained")
+        except TimeoutError as exc:
+            self.problem(f"not drained: {exc}")
+        for w in self.workers.procs:
+            if w.returncode not in (None, 0, -9) and not w.fault_fired():
+                self.problem(f"worker {w.instance_id} exited with {w.returncode}:\n"
+                             f"{w.tail(15)}")
+        try:
+            codes = self.workers.term_all()
+        except TimeoutError as exc:
+            codes = {}
+            self.problem(str(exc))
+        bad = {k: v for k, v in codes.items() if v != 0}
+        if bad:
+            self.problem(f"workers did not exit cleanly on SIGTERM: {bad}")
+        self.workers.close()
+        result.oracle = await oracle.check(cfg.bootstrap, self.topics, self.inputs,
+                                           self.workers.datadirs())
+        result.kills = self.workers.kills
+        result.faults_fired = [w.fault for w in self.workers.procs
+                               if w.fault and w.fault_fired()]
+        result.rebalances = sum(len(re.findall(r"assigned \d+ partitions", w.log()))
+                                for w in self.workers.procs)
+        result.workers = self.workers.describe()
+        result.seconds = time.monotonic() - self._started
+        return result

@@ -1,0 +1,184 @@
+"""Named fault scenarios. Each takes a :class:`RunConfig` and returns a ScenarioResult.
+
+Run one from the shell (starts its own broker unless ``--bootstrap`` is given)::
+
+    python -m tests.harness.scenarios random_kills --records 5000 --seed 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from .run import Run, RunConfig, ScenarioResult
+
+__all__ = ["FAULT_POINTS", "SCENARIOS", "run_scenario"]
+
+FAULT_POINTS = ("before_offsets", "before_commit", "after_commit", "before_store_write",
+                "during_restore")
+
+Scenario = Callable[[RunConfig], Awaitable[ScenarioResult]]
+
+
+async def random_kills(cfg: RunConfig, kills: int = 4) -> ScenarioResult:
+    """Two workers; SIGKILL one at a random moment, restart it with the same instance id."""
+    async with Run(cfg) as run:
+        ids = ["w1", "w2"]
+        live = {i: run.workers.start(i) for i in ids}
+        run.driver.start()
+        await run.watcher.wait_echoed(1, 60)
+        for _ in range(kills):
+            await run.sleep(1.0, 3.0)
+            victim = run.rng.choice(ids)
+            run.workers.kill(live[victim])
+            await run.sleep(0.0, 1.0)
+            live[victim] = run.workers.start(victim)
+        return await run.finish()
+
+
+async def fault_points(cfg: RunConfig,
+                       points: tuple[str, ...] = FAULT_POINTS) -> ScenarioResult:
+    """One worker; for each point, crash there (EOFLOW_FAULT) and restart."""
+    async with Run(cfg) as run:
+        run.driver.start()
+        datadir: Path | None = None
+        for point in points:
+            if point == "during_restore":
+                # Something to restore, into an empty store: crash after its first chunk.
+                await _run_a_while(run, datadir)
+                datadir = run.workers.workdir / "data" / "w1-fresh"
+            w = run.workers.start("w1", fault=point, fault_after=5, datadir=datadir)
+            try:
+                run.workers.wait(w, 60)
+            except TimeoutError as exc:
+                run.problem(f"fault {point} never fired: {exc}")
+                run.workers.kill(w)
+            if not w.fault_fired():
+                run.problem(f"fault {point}: worker exited {w.returncode} without firing:\n"
+                            f"{w.tail(10)}")
+        run.workers.start("w1", datadir=datadir)
+        return await run.finish()
+
+
+async def _run_a_while(run: Run, datadir: Path | None) -> None:
+    w = run.workers.start("w1", datadir=datadir)
+    await run.watcher.wait_echoed(run.watcher.echo_count + 200, 60)
+    run.workers.kill(w)
+
+
+async def scale_1_3_1(cfg: RunConfig) -> ScenarioResult:
+    """One worker, two more join mid-stream, then they leave (SIGTERM) mid-stream."""
+    async with Run(cfg) as run:
+        run.workers.start("w1")
+        run.driver.start()
+        await run.watcher.wait_echoed(cfg.records // 10, 60)
+        extra = [run.workers.start("w2"), run.workers.start("w3")]
+        await run.watcher.wait_echoed(cfg.records * 4 // 10, 90)
+        for w in extra:
+            code = run.workers.term(w)
+            if code != 0:
+                run.problem(f"{w.instance_id} exited {code} on SIGTERM:\n{w.tail(10)}")
+        return await run.finish()
+
+
+async def zombie(cfg: RunConfig) -> ScenarioResult:
+    """SIGSTOP one of two workers past the session timeout, let the other take over,
+    then SIGCONT it: the zombie must not commit anything."""
+    async with Run(cfg) as run:
+        run.workers.start("w1")
+        z = run.workers.start("w2")
+        run.driver.start()
+        await run.watcher.wait_echoed(cfg.records // 5, 60)
+        run.workers.stop(z)
+        before = run.watcher.echo_count
+        await asyncio.sleep(cfg.session_timeout + 2)
+        await run.watcher.wait_echoed(before + 100, cfg.transaction_timeout + 30)
+        run.workers.cont(z)
+        await asyncio.sleep(3)
+        return await run.finish()
+
+
+async def broker_restart(cfg: RunConfig) -> ScenarioResult:
+    """Restart the broker mid-stream; the workers must recover on their own."""
+    async with Run(cfg) as run:
+        run.workers.start("w1")
+        run.workers.start("w2")
+        run.driver.start()
+        await run.watcher.wait_echoed(cfg.records // 4, 60)
+        await run.restart_broker()
+        return await run.finish()
+
+
+async def slow_agent(cfg: RunConfig) -> ScenarioResult:
+    """Agents slower than the transaction timeout: once (then fine) and always (DLQ)."""
+    cfg = dataclasses.replace(cfg, transaction_timeout=4.0, slow_seconds=5.0,
+                              marks={"slow": 1, "slow_once": 1, **cfg.marks})
+    return await _single_worker(cfg)
+
+
+async def poison(cfg: RunConfig) -> ScenarioResult:
+    """Undecodable and always-raising inputs go to the DLQ; the rest exactly once."""
+    return await _single_worker(dataclasses.replace(
+        cfg, marks={"undecodable": 5, "raise": 5, **cfg.marks}))
+
+
+async def too_large(cfg: RunConfig) -> ScenarioResult:
+    """An output over the topic's max.message.bytes aborts; the input ends in the DLQ."""
+    return await _single_worker(dataclasses.replace(cfg, marks={"large": 2, **cfg.marks}))
+
+
+async def _single_worker(cfg: RunConfig) -> ScenarioResult:
+    async with Run(cfg) as run:
+        run.workers.start("w1")
+        run.driver.start()
+        return await run.finish()
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "random_kills": random_kills, "fault_points": fault_points, "scale_1_3_1": scale_1_3_1,
+    "zombie": zombie, "broker_restart": broker_restart, "slow_agent": slow_agent,
+    "poison": poison, "too_large": too_large,
+}
+
+
+async def run_scenario(name: str, cfg: RunConfig) -> ScenarioResult:
+    return await SCENARIOS[name](cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--records", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=600.0)
+    parser.add_argument("--bootstrap", help="use this broker (broker_restart needs our own)")
+    parser.add_argument("--workdir", help="keep worker logs and data here (default: temp)")
+    args = parser.parse_args(argv)
+    from tools.kafka.kafkactl import KafkaBroker
+
+    with tempfile.TemporaryDirectory(prefix="eo-scenario-") as tmp_dir:
+        tmp = args.workdir or tmp_dir
+        broker = None if args.bootstrap else KafkaBroker(datadir=Path(tmp) / "kafka")
+        try:
+            if broker is not None:
+                broker.start(timeout=120)
+            cfg = RunConfig(args.bootstrap or broker.bootstrap,  # type: ignore[union-attr]
+                            Path(tmp), f"{args.scenario.replace('_', '-')}-{int(time.time())}",
+                            records=args.records, seed=args.seed, rate=args.rate,
+                            broker=broker)
+            result = asyncio.run(run_scenario(args.scenario, cfg))
+        finally:
+            if broker is not None:
+                broker.stop()
+    print(result.report())
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
