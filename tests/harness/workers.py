@@ -107,8 +107,21 @@ class Workers:
             self.kills += 1
         worker.proc.wait(10)
 
+    def wait_started(self, worker: WorkerProc, timeout: float = 20.0) -> None:
+        """Until the worker has installed its signal handlers (it logs "starting").
+
+        A SIGTERM that arrives while Python is still importing kills the process with
+        the default action, which says nothing about eoflow.
+        """
+        deadline = time.monotonic() + timeout
+        while worker.alive and " starting (" not in worker.log():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+
     def term(self, worker: WorkerProc, timeout: float = 60.0) -> int:
         """SIGTERM (final commit, clean exit); returns the exit code."""
+        self.wait_started(worker)
         if worker.alive:
             os.kill(worker.pid, signal.SIGTERM)
         return self.wait(worker, timeout)
@@ -132,6 +145,7 @@ class Workers:
     def term_all(self, timeout: float = 60.0) -> dict[str, int]:
         live = self.alive()
         for w in live:
+            self.wait_started(w)
             if w.stopped:
                 self.cont(w)
             os.kill(w.pid, signal.SIGTERM)
