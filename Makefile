@@ -49,8 +49,9 @@ kafka-stop:
 kafka-status:
 	$(PYTHON) tools/kafka/kafkactl.py status --datadir $(KAFKA_DATADIR)
 
-soak:
-	@echo "soak: not yet"; exit 1
+# Long exactly-once run under chaos (own broker); e.g. make soak SOAK_MINUTES=2 SOAK_RECORDS=20000
+soak: venv kafka-libs
+	$(VPY) -m tests.harness.soak --minutes $(or $(SOAK_MINUTES),30) --records $(or $(SOAK_RECORDS),1000000) $(SOAK_ARGS)
 
 # Peers (faust-streaming, Quix Streams) come from the `bench` extra, pinned by
 # bench/constraints.txt, in their own venv so the test venv never sees them.
