@@ -546,7 +546,7 @@ def main() -> None:
     if args.report:
         from bench.report import write_report
 
-        write_report(results_file)
+        write_report([results_file])
 
 
 if __name__ == "__main__":
