@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,8 @@ class AgentSupervisor:
     def __init__(self, specs: list[AgentSpec], in_flight: InFlight, queue_size: int,
                  on_failure: FailureHandler) -> None:
         self.in_flight = in_flight
+        self._feeder: Callable[[], Coroutine[Any, Any, None]] | None = None
+        self._feeder_task: asyncio.Task[None] | None = None
         self._on_failure = on_failure
         self.instances: dict[str, list[AgentInstance]] = {
             spec.name: [AgentInstance(spec, i, asyncio.Queue(queue_size))
@@ -57,10 +59,12 @@ class AgentSupervisor:
         instances = self.instances[agent]
         return instances[partition % len(instances)]
 
-    def start(self, group: asyncio.TaskGroup) -> None:
+    def start(self, group: asyncio.TaskGroup,
+              feeder: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Start the agents and the ``feeder`` (the dispatcher loop) in ``group``."""
         self._group = group
-        for instance in self._all():
-            self._spawn(instance)
+        self._feeder = feeder
+        self.spawn_all()
 
     def _all(self) -> list[AgentInstance]:
         return [i for instances in self.instances.values() for i in instances]
@@ -86,13 +90,23 @@ class AgentSupervisor:
             log.warning("agent %s returned; restarting it on the same stream", instance.name)
 
     def spawn_all(self) -> None:
-        """Start every agent again after :meth:`cancel` (the interval aborted)."""
+        """Start the feeder and every agent (again, after :meth:`cancel`)."""
+        if self._group is None or self._feeder is None:
+            raise RuntimeError("agents started outside the worker's task group")
         for instance in self._all():
             self._spawn(instance)
+        self._feeder_task = self._group.create_task(self._feeder(), name="dispatcher")
 
     async def cancel(self) -> None:
-        """Cancel every agent task and forget the events they held or had queued."""
+        """Cancel the feeder and every agent; forget the events they held or had queued.
+
+        The feeder goes too: it may be blocked handing an event of the aborted interval to
+        a full queue, and that event must not land in a queue after the rewind.
+        """
         tasks = [i.task for i in self._all() if i.task is not None and not i.task.done()]
+        if self._feeder_task is not None and not self._feeder_task.done():
+            tasks.append(self._feeder_task)
+        self._feeder_task = None
         for task in tasks:
             task.cancel()
         if tasks:

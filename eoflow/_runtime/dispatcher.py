@@ -134,8 +134,7 @@ class Dispatcher:
                         await self._gate.wait()
                     if epoch != self._epoch:
                         break
-                    async with self._busy:
-                        await self._dispatch(tp, record)
+                    await self._dispatch(tp, record)
                 if epoch != self._epoch:
                     break
 
@@ -144,22 +143,35 @@ class Dispatcher:
         await seek_all(consumer, rewind)
 
     async def _dispatch(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
-        await self._begin()
-        for route in self._routes[record.topic]:
-            agent = route.spec.name
-            tries = self.failures.get((agent, record.topic, record.partition, record.offset), 0)
-            if tries >= self._max_retries:
-                await self._dead_letter(DeadLetter(record, agent, f"agent failed {tries} times"))
-                continue
-            try:
-                event = _decode(route.topic, record)
-            except SerializationError as exc:
-                await self._dead_letter(DeadLetter(record, agent, str(exc)))
-                continue
-            self._supervisor.in_flight.add()
-            await self._supervisor.route(agent, record.partition).queue.put(event)
-        self.next_offsets[tp] = record.offset + 1
-        self.dispatched += 1
+        """Hand one record to its agents (or the dead-letter topic).
+
+        The event is counted in flight and its offset recorded *before* it is queued, so
+        a barrier can never commit an interval that holds the event's outputs but not
+        its offset. Only the bookkeeping holds ``_busy``; the queue put may block on a
+        slow agent without blocking the barrier.
+        """
+        deliveries: list[tuple[asyncio.Queue[Any], Event[Any, Any]]] = []
+        async with self._busy:
+            await self._begin()
+            for route in self._routes[record.topic]:
+                agent = route.spec.name
+                key = (agent, record.topic, record.partition, record.offset)
+                tries = self.failures.get(key, 0)
+                if tries >= self._max_retries:
+                    letter = DeadLetter(record, agent, f"agent failed {tries} times")
+                    await self._dead_letter(letter)
+                    continue
+                try:
+                    event = _decode(route.topic, record)
+                except SerializationError as exc:
+                    await self._dead_letter(DeadLetter(record, agent, str(exc)))
+                    continue
+                deliveries.append((self._supervisor.route(agent, record.partition).queue, event))
+            self._supervisor.in_flight.add(len(deliveries))
+            self.next_offsets[tp] = record.offset + 1
+            self.dispatched += 1
+        for queue, event in deliveries:
+            await queue.put(event)
 
 
 async def seek_all(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

@@ -122,10 +122,8 @@ class Worker:
     async def _run_tasks(self, supervisor: AgentSupervisor, dispatcher: Dispatcher,
                          consumer: Any) -> None:
         async with asyncio.TaskGroup() as group:
-            supervisor.start(group)
-            fetch = group.create_task(dispatcher.run(consumer), name="dispatcher")
+            supervisor.start(group, lambda: dispatcher.run(consumer))
             await self._control_loop()
-            fetch.cancel()
             await supervisor.cancel()
 
     async def _control_loop(self) -> None:

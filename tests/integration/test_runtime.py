@@ -86,7 +86,9 @@ async def test_agent_failure_aborts_the_interval_and_each_input_is_output_once(
 
 async def test_poison_records_go_to_the_dead_letter_topic(
         kafka_bootstrap: str, tmp_path: Path) -> None:
-    app = _app(kafka_bootstrap, tmp_path, max_retries=2)
+    # queue_size=1: the dispatcher blocks on a full queue when the agent dies, and the
+    # abort must still happen (this deadlocked once).
+    app = _app(kafka_bootstrap, tmp_path, max_retries=2, queue_size=1)
     src = app.topic(f"{app.id}-in", partitions=1)
     out = app.topic(f"{app.id}-out", partitions=1)
 
@@ -97,14 +99,14 @@ async def test_poison_records_go_to_the_dead_letter_topic(
                 raise ValueError("this record always fails")
             await out.send(value=value)
 
-    inputs = [(None, json.dumps({"id": i}).encode()) for i in range(10)]
+    inputs = [(None, json.dumps({"id": i}).encode()) for i in range(50)]
     inputs.insert(3, (b"bad", b"{not json"))
     inputs.insert(7, (b"boom", json.dumps({"id": 99, "boom": True}).encode()))
     async with running(app):
         await produce(kafka_bootstrap, src.name, inputs)
-        records = await wait_for_records(kafka_bootstrap, out.name, 10)
+        records = await wait_for_records(kafka_bootstrap, out.name, 50)
         dead = await wait_for_records(kafka_bootstrap, app.settings.dlq_topic, 2)
-    assert _ids(records) == list(range(10))
+    assert _ids(records) == list(range(50))
     assert [d.key for d in dead] == [b"bad", b"boom"]
     headers = [dict(d.headers) for d in dead]
     assert [h["eoflow.offset"] for h in headers] == [b"3", b"7"]
