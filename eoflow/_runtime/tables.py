@@ -34,14 +34,20 @@ __all__ = ["ChangelogSend", "TableManager"]
 
 log = logging.getLogger(__name__)
 
-#: ``(topic, key, value, partition) -> future`` — sends a changelog record in the txn.
-ChangelogSend = Callable[[str, bytes, bytes | None, int], Awaitable[SendFuture]]
+#: ``(topic, partition, records) -> [(batch future, count)]``: changelog batches in the txn.
+ChangelogSend = Callable[[str, int, Iterable[tuple[bytes, bytes | None]]],
+                         Awaitable[list[tuple[SendFuture, int]]]]
 
 
 @dataclass
 class _Flushed:
     overlay: Overlay
-    last: SendFuture
+    last: SendFuture  # the partition's last batch
+    count: int  # records in that batch
+
+    @property
+    def last_offset(self) -> int:
+        return int(self.last.result().offset) + self.count - 1
 
 
 class TableManager:
@@ -143,18 +149,15 @@ class TableManager:
             if not writes:
                 continue
             topic = self._settings.changelog_topic(table)
-            last: SendFuture | None = None
-            for key, value in writes.items():
-                last = await send(topic, key, value, partition)
-                futures.append(last)
-            assert last is not None
-            self._flushed.append(_Flushed(overlay, last))
+            batches = await send(topic, partition, writes.items())
+            futures.extend(fut for fut, _ in batches)
+            self._flushed.append(_Flushed(overlay, *batches[-1]))
         return futures
 
     def note_offsets(self) -> None:
         """After every flushed send succeeded: remember each overlay's last offset."""
         for flushed in self._flushed:
-            flushed.overlay.note_changelog_offset(flushed.last.result().offset)
+            flushed.overlay.note_changelog_offset(flushed.last_offset)
 
     async def apply(self) -> None:
         """After EndTxn: write each overlay and its changelog offset in one batch."""

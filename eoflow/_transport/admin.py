@@ -40,7 +40,7 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
         missing = [s for s in specs if s.name not in existing]
         if missing:
             await _create(admin, missing, replication_factor)
-            existing.update(await _partition_counts(admin, [s.name for s in missing]))
+            existing.update(await _wait_visible(admin, [s.name for s in missing], timeout))
     except (TopicMismatchError, TransportError):
         raise
     except Exception as exc:
@@ -63,6 +63,20 @@ async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dic
         if topic["error_code"] == 0 and topic["partitions"]:
             counts[topic["topic"]] = len(topic["partitions"])
     return counts
+
+
+async def _wait_visible(admin: AIOKafkaAdminClient, names: list[str],
+                        timeout: float) -> dict[str, int]:
+    """Metadata lags CreateTopics: wait until every new topic shows its partitions."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        counts = await _partition_counts(admin, names)
+        if len(counts) == len(set(names)):
+            return counts
+        if asyncio.get_running_loop().time() > deadline:
+            raise TransportError(f"topics {sorted(set(names) - set(counts))} were created but "
+                                 f"did not appear in metadata within {timeout}s")
+        await asyncio.sleep(0.1)
 
 
 async def _create(admin: AIOKafkaAdminClient, specs: list[TopicSpec],

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -220,6 +220,37 @@ class TransactionalProducer:
             raise translate_kafka_error(
                 exc, f"send to {topic}[{partition if partition is not None else '?'}]") from exc
         return fut
+
+    async def send_batches(
+        self, topic: str, partition: int, records: Iterable[tuple[bytes, bytes | None]]
+    ) -> list[tuple[SendFuture, int]]:
+        """Send many records to one partition as whole batches (no per-record future).
+
+        Returns ``(future, record count)`` per batch; a future resolves to the metadata of
+        the batch's first record, so the last offset is ``offset + count - 1``.
+        """
+        sent: list[tuple[SendFuture, int]] = []
+        batch = self._p.create_batch()
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                sent.append(await self._send_batch(batch, topic, partition))
+                batch = self._p.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise TransactionAbortedError(
+                        f"a record for {topic}[{partition}] with key {key[:60]!r} does not fit "
+                        "in a batch (max_batch_size)")
+        if batch.record_count():
+            sent.append(await self._send_batch(batch, topic, partition))
+        return sent
+
+    async def _send_batch(self, batch: Any, topic: str, partition: int) -> tuple[SendFuture, int]:
+        count = batch.record_count()
+        try:
+            batch.close()
+            fut: SendFuture = await self._p.send_batch(batch, topic, partition=partition)
+        except Exception as exc:
+            raise translate_kafka_error(exc, f"send batch to {topic}[{partition}]") from exc
+        return fut, count
 
     async def send_offsets(
         self, offsets: Mapping[TopicPartition, int], group: GroupMetadata
