@@ -203,7 +203,9 @@ async def _copy(
     position: int = await consumer.position(tp)
     chunks = 0
     while position < end:
-        batches = await consumer.getmany(tp, timeout_ms=500, max_records=chunk_size)
+        # Short polls: a fetch that returns only a transaction marker moves the position
+        # but yields no record, and getmany would wait out its whole timeout for one.
+        batches = await consumer.getmany(tp, timeout_ms=50, max_records=chunk_size)
         records = batches.get(tp, [])
         if records:
             writes: dict[bytes, bytes | None] = {}
