@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
@@ -249,14 +249,35 @@ class Committer:
         if isinstance(reason, ProducerFencedError) and not timed_out:
             raise reason
         if self.settings.exactly_once:
-            await self.producer.reset()
+            await self._retrying("recreating the producer", self.producer.reset)
         if unknown_outcome:
-            await self.tables.catch_up()
+            await self._retrying("catching tables up with their changelogs",
+                                 self.tables.catch_up)
         if rewind:
-            await self._rewind()
+            await self._retrying("rewinding to the committed offsets", self._rewind)
         self.state.to(IntervalState.IDLE)
         self.supervisor.spawn_all()
         self.dispatcher.open()
+
+    async def _retrying(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run a recovery step until it succeeds (the broker may be restarting).
+
+        Gives up after ``2 * transaction_timeout``: by then something else is wrong.
+        """
+        deadline = time.monotonic() + 2 * self.settings.transaction_timeout
+        delay = 0.2
+        while True:
+            try:
+                await step()
+                return
+            except ProducerFencedError:
+                raise
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _rewind(self) -> None:
         assigned = sorted(self.consumer.assignment())
