@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
+from types import FrameType
 from typing import Any
 
 import eoflow
@@ -52,6 +55,20 @@ by_key = app.topic(f"{PREFIX}-by-key", partitions=PARTITIONS, key_serializer="st
 aggregates = app.topic(f"{PREFIX}-aggregates", partitions=PARTITIONS, key_serializer="str")
 aggs: eoflow.Table[str, dict[str, int]] = app.Table("aggs", default=dict, partitions=PARTITIONS)
 _slowed: set[int] = set()  # ids of "slow": "once" inputs already slowed in this process
+
+
+def _dump_tasks(signum: int, frame: FrameType | None) -> None:
+    """SIGUSR1: print every asyncio task's stack (the harness does it to a hung worker)."""
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:
+        return
+    print(f"eo_app: {len(tasks)} asyncio tasks", file=sys.stderr)
+    for task in tasks:
+        task.print_stack(limit=12, file=sys.stderr)
+
+
+signal.signal(signal.SIGUSR1, _dump_tasks)
 
 
 def fold(agg: dict[str, int], n: int) -> dict[str, int]:

@@ -140,12 +140,15 @@ class Run:
             await self.watcher.wait_for(self.watcher.drained, cfg.drain_timeout, "drained")
         except TimeoutError as exc:
             self.problem(f"not drained: {exc}")
+            for w in self.workers.alive():
+                self.workers.dump_tasks(w)  # their stacks go to their logs
+            await asyncio.sleep(1)
         for w in self.workers.procs:
             if w.returncode not in (None, 0, -9) and not w.fault_fired():
                 self.problem(f"worker {w.instance_id} exited with {w.returncode}:\n"
                              f"{w.tail(15)}")
         try:
-            codes = self.workers.term_all()
+            codes = await asyncio.to_thread(self.workers.term_all)
         except TimeoutError as exc:
             codes = {}
             self.problem(str(exc))

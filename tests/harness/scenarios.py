@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import signal
 import sys
 import tempfile
 import time
@@ -53,9 +54,11 @@ async def fault_points(cfg: RunConfig,
                 # Something to restore, into an empty store: crash after its first chunk.
                 await _run_a_while(run, datadir)
                 datadir = run.workers.workdir / "data" / "w1-fresh"
-            w = run.workers.start("w1", fault=point, fault_after=5, datadir=datadir)
+            # Let a few commits pass first; a restore hits its point once per partition.
+            after = 0 if point == "during_restore" else 5
+            w = run.workers.start("w1", fault=point, fault_after=after, datadir=datadir)
             try:
-                run.workers.wait(w, 60)
+                await asyncio.to_thread(run.workers.wait, w, 60)
             except TimeoutError as exc:
                 run.problem(f"fault {point} never fired: {exc}")
                 run.workers.kill(w)
@@ -81,7 +84,7 @@ async def scale_1_3_1(cfg: RunConfig) -> ScenarioResult:
         extra = [run.workers.start("w2"), run.workers.start("w3")]
         await run.watcher.wait_echoed(cfg.records * 4 // 10, 90)
         for w in extra:
-            code = run.workers.term(w)
+            code = await asyncio.to_thread(run.workers.term, w)
             if code != 0:
                 run.problem(f"{w.instance_id} exited {code} on SIGTERM:\n{w.tail(10)}")
         return await run.finish()
@@ -151,6 +154,10 @@ async def run_scenario(name: str, cfg: RunConfig) -> ScenarioResult:
     return await SCENARIOS[name](cfg)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
@@ -160,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", help="use this broker (broker_restart needs our own)")
     parser.add_argument("--workdir", help="keep worker logs and data here (default: temp)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up workers and broker on SIGTERM
     from tools.kafka.kafkactl import KafkaBroker
 
     with tempfile.TemporaryDirectory(prefix="eo-scenario-") as tmp_dir:

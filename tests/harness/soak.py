@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import tempfile
 import time
@@ -48,7 +49,7 @@ async def soak(cfg: RunConfig, minutes: float, chaos: Chaos) -> ScenarioResult:
                 await run.restart_broker()
                 last_restart = time.monotonic()
             elif roll < chaos.scale_probability:
-                extra = _scale(run, extra)
+                extra = await asyncio.to_thread(_scale, run, extra)
             else:
                 victim = run.rng.choice(ids)
                 run.workers.kill(live[victim])
@@ -86,6 +87,10 @@ def summary(result: ScenarioResult) -> str:
     return "\n".join(["soak summary:", *lines, result.report()])
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -96,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-restart-every", type=float, default=300.0)
     parser.add_argument("--workdir", help="keep logs and data here (default: a temp dir)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up workers and broker on SIGTERM
     chaos = Chaos(args.kill_every, 0.1, args.broker_restart_every, args.workers)
     with tempfile.TemporaryDirectory(prefix="eo-soak-") as tmp_dir:
         workdir = Path(args.workdir or tmp_dir)

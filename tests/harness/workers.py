@@ -84,7 +84,8 @@ class Workers:
             env["EOFLOW_FAULT_AFTER"] = str(fault_after)
         cmd = [sys.executable, "-m", "eoflow.cli", "worker", "-A", self.app,
                "--broker", f"kafka://{self.env['EO_BROKER_ADDR']}", "--datadir", str(datadir),
-               "--instance-id", instance_id, "--loglevel", "info"]
+               "--instance-id", instance_id, "--loglevel",
+               os.environ.get("EO_LOGLEVEL", "info")]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -125,6 +126,11 @@ class Workers:
         if worker.alive:
             os.kill(worker.pid, signal.SIGTERM)
         return self.wait(worker, timeout)
+
+    def dump_tasks(self, worker: WorkerProc) -> None:
+        """Have the worker print its asyncio task stacks to its log (see eo_app)."""
+        if worker.alive and not worker.stopped and " starting (" in worker.log():
+            os.kill(worker.pid, signal.SIGUSR1)
 
     def stop(self, worker: WorkerProc) -> None:
         os.kill(worker.pid, signal.SIGSTOP)
