@@ -108,7 +108,7 @@ def chart(cells: dict[tuple[str, float, str], dict[str, Any]], workloads: list[s
 
 
 def write_report(results_files: list[Path], md: Path = DOCS / "benchmarks.md",
-                 png: Path = DOCS / "benchmarks.png") -> None:
+                 png: Path = DOCS / "benchmarks.png", notes: bool = True) -> None:
     """One report over the runs of every results file (same input size, same broker setup)."""
     import json
 
@@ -149,9 +149,9 @@ def write_report(results_files: list[Path], md: Path = DOCS / "benchmarks.md",
       "period).")
     w(f"- Latency: {env['latency_rate']:,} records/s for {env['latency_seconds']} s per run, "
       "one run per cell.")
-    for d in datas:
+    for i, d in enumerate(datas, 1):
         e = d["env"]
-        w(f"- Session {e['started']} – {e.get('finished', '(not finished)')}, eoflow commit "
+        w(f"- Session {i}: {e['started']} – {e.get('finished', '(not finished)')}, eoflow commit "
           f"`{e['git']}`: `python -m bench.run {' '.join(e['argv'])}`")
     w("")
 
@@ -230,6 +230,23 @@ def write_report(results_files: list[Path], md: Path = DOCS / "benchmarks.md",
 
     w(f"![throughput and latency]({png.name})\n")
 
+    sessions = {d["env"]["started"]: i + 1 for i, d in enumerate(datas)}
+    session_of = {id(r): sessions[d["env"]["started"]] for d in datas for r in d["runs"]}
+    w("## Every throughput run\n")
+    w("Session numbers refer to the list under *What was run* (each records the eoflow "
+      "commit it ran).\n")
+    w("| system | workload | commit | session | records/s | output | startup s | "
+      "peak RSS MB |")
+    w("|---|---|---|---|---|---|---|---|")
+    for r in sorted((r for r in runs if r["kind"] == "throughput"),
+                    key=lambda r: (r["workload"], -r["interval"], ORDER.index(r["system"]),
+                                   session_of[id(r)])):
+        rate = f"{r['rate']:,.0f}" if r.get("ok") else "failed"
+        st = f"{r['startup_s']:.1f}" if r.get("startup_s") is not None else "–"
+        w(f"| {r['system']} | {r['workload']} | {_ms(r['interval'])} | {session_of[id(r)]} "
+          f"| {rate} | {r['output']:,} | {st} | {r['peak_rss_mb']:.0f} |")
+    w("")
+
     w("## Method\n")
     w(METHOD)
     w("## Machine and versions\n")
@@ -252,10 +269,12 @@ def write_report(results_files: list[Path], md: Path = DOCS / "benchmarks.md",
     w("This report: " + "; ".join(
         f"`bench/.venv/bin/python -m bench.run {' '.join(d['env']['argv'])}`" for d in datas)
       + "; then `bench/.venv/bin/python -m bench.report "
-      + " ".join(str(_rel(f)) for f in results_files) + "`\n")
-    notes = ROOT / "bench" / "notes.md"
-    if notes.exists():
-        w(notes.read_text())
+      + " ".join(str(_rel(f)) for f in results_files)
+      + ("" if md == DOCS / "benchmarks.md" else f" --md {_rel(md)} --png {_rel(png)}")
+      + ("" if notes else " --no-notes") + "`\n")
+    notes_md = ROOT / "bench" / "notes.md"
+    if notes and notes_md.exists():
+        w(notes_md.read_text())
     md.write_text("\n".join(L) + "\n")
     print(f"wrote {md} and {png}")
 
@@ -301,6 +320,12 @@ def _rel(f: Path) -> Path:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        raise SystemExit("usage: python -m bench.report RESULTS.json [RESULTS.json ...]")
-    write_report([Path(a) for a in sys.argv[1:]])
+    import argparse
+
+    ap = argparse.ArgumentParser(description="results.json files -> markdown report + chart")
+    ap.add_argument("results", nargs="+", type=Path)
+    ap.add_argument("--md", type=Path, default=DOCS / "benchmarks.md")
+    ap.add_argument("--png", type=Path, default=DOCS / "benchmarks.png")
+    ap.add_argument("--no-notes", action="store_true", help="leave out bench/notes.md")
+    a = ap.parse_args()
+    write_report(a.results, md=a.md, png=a.png, notes=not a.no_notes)

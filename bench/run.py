@@ -436,6 +436,11 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "eoflow"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.split("\n")
+    if any(line.strip() for line in dirty):
+        git += " + uncommitted changes to " + ", ".join(
+            line[3:] for line in dirty if line.strip())
     return {
         "python": platform.python_version(), "platform": platform.platform(),
         "cpu": cpu, "cpus": os.cpu_count(),
