@@ -76,15 +76,24 @@ class Committer:
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
                    partition: int | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
-        """Add a record to the open transaction; remember which event caused it."""
-        while self.state.is_(IntervalState.COMMITTING, IntervalState.ABORTING):
-            async with self.lock:  # sends during a commit belong to the next transaction
-                pass
+        """Add a record to the open transaction; remember which event caused it.
+
+        Agents cannot send during a commit (the barrier waits for them); any other task
+        waits for a running commit, so its record belongs to the next transaction.
+        """
+        event, agent = current_event.get(), current_agent.get()
+        if agent is None:
+            async with self.lock:
+                await self._send(topic, key, value, partition, headers, None)
+            return
+        source = None if event is None else (agent, event.topic, event.partition, event.offset)
+        await self._send(topic, key, value, partition, headers, source)
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes | None,
+                    partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
+                    source: PoisonKey | None) -> None:
         await self.begin()
         fut = await self.producer.send(topic, value, key, partition, headers)
-        event, agent = current_event.get(), current_agent.get()
-        source = None if event is None or agent is None else (
-            agent, event.topic, event.partition, event.offset)
         self._interval.sends.append((fut, source))
 
     async def dead_letter(self, letter: DeadLetter) -> None:
@@ -119,11 +128,6 @@ class Committer:
     @property
     def abort_requested(self) -> asyncio.Event:
         return self._agent_failed
-
-    def deadline_passed(self) -> bool:
-        """Has the open transaction lived too long to commit safely (invariant 9)?"""
-        age = time.monotonic() - self._interval.started
-        return self.state.is_(IntervalState.OPEN) and age > self.settings.transaction_timeout * 0.8
 
     # -- commit ---------------------------------------------------------------------
     async def commit(self) -> None:

@@ -121,10 +121,13 @@ class Worker:
 
     async def _run_tasks(self, supervisor: AgentSupervisor, dispatcher: Dispatcher,
                          consumer: Any) -> None:
-        async with asyncio.TaskGroup() as group:
-            supervisor.start(group, lambda: dispatcher.run(consumer))
-            await self._control_loop()
-            await supervisor.cancel()
+        try:
+            async with asyncio.TaskGroup() as group:
+                supervisor.start(group, lambda: dispatcher.run(consumer))
+                await self._control_loop()
+                await supervisor.cancel()
+        except BaseExceptionGroup as group_error:
+            raise _first_cause(group_error) from group_error
 
     async def _control_loop(self) -> None:
         """Commit every ``commit_interval``; abort on failure; final commit on stop."""
@@ -135,6 +138,8 @@ class Worker:
             stopping = await self._wait_tick(committer.abort_requested)
             if rebalance.fatal is not None:
                 raise rebalance.fatal
+            if stopping:  # the final commit must not reopen dispatch behind it
+                committer.dispatcher.hold()
             async with committer.lock:
                 try:
                     await committer.commit()
@@ -214,6 +219,21 @@ class Worker:
 
     def _table_partitions(self, counts: dict[str, int]) -> dict[str, int]:
         return {name: counts[self.settings.changelog_topic(name)] for name in self.app.tables}
+
+
+def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a failed task group: an eoflow error if there is one."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, EoflowError)), leaves[0])
 
 
 def _single(counts: set[int], table: str) -> int:

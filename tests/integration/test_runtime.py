@@ -130,3 +130,26 @@ async def test_topic_with_another_partition_count_is_refused(
     with pytest.raises(eoflow.errors.TopicMismatchError, match="exists with 2 partitions"):
         async with running(app):
             pass
+
+
+async def test_on_error_fail_stops_the_worker_naming_the_record(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    from eoflow._runtime.lifecycle import WorkerState
+
+    app = _app(kafka_bootstrap, tmp_path, on_error="fail")
+    src = app.topic(f"{app.id}-in", partitions=1)
+
+    @app.agent(src)
+    async def strict(stream: eoflow.Stream[bytes, Any]) -> None:
+        async for _ in stream:
+            pass
+
+    with pytest.raises(eoflow.errors.EoflowError, match=rf"{src.name}\[0\]@1 .*cannot decode"):
+        async with running(app) as worker:
+            await produce(kafka_bootstrap, src.name, [(None, b"{}"), (b"k", b"not json")])
+            for _ in range(200):
+                if worker.state.is_(WorkerState.FAILED):
+                    break
+                await asyncio.sleep(0.05)
+    out = await read_committed(kafka_bootstrap, app.settings.dlq_topic)
+    assert out == [], "on_error='fail' must not dead-letter"
