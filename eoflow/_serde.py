@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, Protocol
 
+import orjson
+
 from eoflow.errors import ConfigurationError, SerializationError
 
 __all__ = ["Codec", "CodecName", "codec_for"]
@@ -27,13 +29,18 @@ class Codec(Protocol):
 
 
 class _Json:
+    """Compact JSON through orjson; objects orjson refuses fall back to the stdlib."""
+
     name = "json"
 
     def dumps(self, obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
+        try:
+            return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            return json.dumps(obj, separators=(",", ":")).encode()
 
     def loads(self, data: bytes) -> Any:
-        return json.loads(data)
+        return orjson.loads(data)
 
 
 class _Raw:

@@ -74,24 +74,26 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         view._fixed_partition = partition
         return view
 
-    def _current_partition(self, what: str) -> int:
+    def _current_partition(self, action: str, key: object) -> int:
+        """The partition of the event being processed (messages built only on error)."""
         if self._fixed_partition is not None:
             return self._fixed_partition
         event = current_event.get()
         if event is None:
             raise TableUsageError(
-                f"table {self.name!r}: {what} outside an event; eoflow cannot tell which "
-                f"partition this belongs to. Use {self.name}.partition(N) to name it, or "
-                "use the table from an agent while it processes an event")
+                f"table {self.name!r}: {action} key {key!r} outside an event; eoflow cannot "
+                f"tell which partition this belongs to. Use {self.name}.partition(N) to name "
+                "it, or use the table from an agent while it processes an event")
         return event.partition
 
-    def _backend(self, what: str) -> TableBackend:
-        return self.app._require_runtime(f"{what} table {self.name!r}").tables
+    def _backend(self) -> TableBackend:
+        runtime = self.app._runtime or self.app._require_runtime(f"use table {self.name!r}")
+        return runtime.tables
 
     # -- mapping --------------------------------------------------------------------
     def __getitem__(self, key: KT) -> VT:
-        partition = self._current_partition(f"reading key {key!r}")
-        raw = self._backend("read").get(self.name, partition, self.key_codec.dumps(key))
+        partition = self._current_partition("reading", key)
+        raw = self._backend().get(self.name, partition, self.key_codec.dumps(key))
         if raw is not None:
             return self.value_codec.loads(raw)  # type: ignore[no-any-return]
         if self.default is not None:
@@ -105,27 +107,27 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
             return default
 
     def __setitem__(self, key: KT, value: VT) -> None:
-        partition = self._current_partition(f"writing key {key!r}")
-        self._backend("write").set(
+        partition = self._current_partition("writing", key)
+        self._backend().set(
             self.name, partition, self.key_codec.dumps(key), self.value_codec.dumps(value))
 
     def __delitem__(self, key: KT) -> None:
-        partition = self._current_partition(f"deleting key {key!r}")
-        backend = self._backend("delete from")
+        partition = self._current_partition("deleting", key)
+        backend = self._backend()
         key_bytes = self.key_codec.dumps(key)
         if backend.get(self.name, partition, key_bytes) is None:
             raise KeyError(key)
         backend.set(self.name, partition, key_bytes, None)
 
     def __contains__(self, key: object) -> bool:
-        partition = self._current_partition(f"looking up key {key!r}")
-        raw = self._backend("read").get(self.name, partition, self.key_codec.dumps(key))
+        partition = self._current_partition("looking up", key)
+        raw = self._backend().get(self.name, partition, self.key_codec.dumps(key))
         return raw is not None
 
     def _partitions(self) -> list[int]:
         if self._fixed_partition is not None:
             return [self._fixed_partition]
-        return self._backend("iterate").partitions(self.name)
+        return self._backend().partitions(self.name)
 
     def __iter__(self) -> Iterator[KT]:
         for key, _ in self.items():
@@ -133,7 +135,7 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
 
     def items(self) -> Iterator[tuple[KT, VT]]:  # type: ignore[override]
         """Committed and pending items of every partition this worker owns."""
-        backend = self._backend("iterate")
+        backend = self._backend()
         for partition in self._partitions():
             for key, value in backend.items(self.name, partition):
                 yield self.key_codec.loads(key), self.value_codec.loads(value)
