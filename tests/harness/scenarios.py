@@ -24,6 +24,9 @@ __all__ = ["FAULT_POINTS", "SCENARIOS", "run_scenario"]
 FAULT_POINTS = ("before_offsets", "before_commit", "after_commit", "before_store_write",
                 "during_restore")
 
+#: Log lines that show a woken zombie was refused (offsets or commit) or fenced.
+ZOMBIE_SIGNS = ("refused offsets", "fenced", "Fenced", "aborting the interval")
+
 Scenario = Callable[[RunConfig], Awaitable[ScenarioResult]]
 
 
@@ -104,6 +107,8 @@ async def zombie(cfg: RunConfig) -> ScenarioResult:
         await run.watcher.wait_echoed(before + 100, cfg.transaction_timeout + 30)
         run.workers.cont(z)
         await asyncio.sleep(3)
+        if not any(sign in z.log() for sign in ZOMBIE_SIGNS):
+            run.problem(f"the zombie shows no sign of being refused {ZOMBIE_SIGNS}")
         return await run.finish()
 
 
