@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from eoflow._settings import Settings
 from eoflow._state import fault_point
+from eoflow._transport.batching import OutputBatches
 from eoflow._transport.consumer import fetch_stable_offsets
 from eoflow._transport.producer import SendFuture, TransactionalProducer, translate_kafka_error
 from eoflow._transport.protocol import GroupMetadata
@@ -50,7 +52,8 @@ class Committer:
 
     def __init__(self, settings: Settings, producer: TransactionalProducer,
                  consumer: AIOKafkaConsumer, dispatcher: Dispatcher,
-                 supervisor: AgentSupervisor, tables: TableManager) -> None:
+                 supervisor: AgentSupervisor, tables: TableManager,
+                 partition_counts: Mapping[str, int]) -> None:
         self.settings = settings
         self.producer = producer
         self.consumer = consumer
@@ -64,6 +67,10 @@ class Committer:
         self.aborts = 0
         self._interval = _Interval()
         self._agent_failed = asyncio.Event()
+        self._batches = OutputBatches(producer, partition_counts)
+        #: Send record by record until the next commit: a batch with records of several
+        #: events failed, and the retry must find the event to blame.
+        self._careful = False
 
     # -- the open interval ----------------------------------------------------------
     async def begin(self) -> None:
@@ -93,8 +100,11 @@ class Committer:
                     partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
                     source: PoisonKey | None) -> None:
         await self.begin()
-        fut = await self.producer.send(topic, value, key, partition, headers)
-        self._interval.sends.append((fut, source))
+        if self._careful or not self._batches.knows(topic):
+            fut = await self.producer.send(topic, value, key, partition, headers)
+            self._interval.sends.append((fut, source))
+        else:
+            await self._batches.append(topic, key, value, partition, headers, source)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         """Send a poison record to ``{app_id}-dlq`` inside the open transaction."""
@@ -148,6 +158,7 @@ class Committer:
             return
         self.state.to(IntervalState.COMMITTING)
         t1 = time.monotonic()
+        await self._batches.flush()
         changelog = await self.tables.flush(self.producer.send_batches)
         self._interval.sends.extend((fut, None) for fut in changelog)
         await self._await_sends()
@@ -166,6 +177,8 @@ class Committer:
         t3 = time.monotonic()
         self.state.to(IntervalState.IDLE)
         self.commits += 1
+        self._careful = False
+        self._batches.reset()
         self.dispatcher.failures.clear()
         self.dispatcher.next_offsets.clear()
         await self.tables.apply()
@@ -205,15 +218,33 @@ class Committer:
                                        event.offset), TimeoutError("agent too slow"))
 
     async def _await_sends(self) -> None:
+        """Invariant 2: every send of the interval succeeded, or the interval aborts."""
         sends = self._interval.sends
-        if sends:
-            await asyncio.wait([fut for fut, _ in sends])
+        batches = self._batches.sent
+        futures = [fut for fut, _ in sends] + [b.future for b in batches]
+        if futures:
+            await asyncio.wait(futures)
         for fut, source in sends:
             exc = fut.exception()
             if exc is not None:
                 if source is not None:
                     self.agent_failed(source, exc)
                 raise translate_kafka_error(exc, "delivering a record of this transaction")
+        for batch in batches:
+            exc = batch.future.exception()
+            if exc is not None:
+                self._blame_batch(batch.sources, exc)
+                raise translate_kafka_error(
+                    exc, f"delivering a batch to {batch.topic}[{batch.partition}]")
+
+    def _blame_batch(self, sources: tuple[Any, ...], exc: BaseException) -> None:
+        events = {s for s in sources if s is not None}
+        if len(events) == 1:
+            self.agent_failed(events.pop(), exc)
+        elif events:
+            log.warning("a batch with records of %d events failed (%r); the retry sends "
+                        "record by record to find the event", len(events), exc)
+            self._careful = True
 
     def _offsets_to_commit(self) -> dict[TopicPartition, int]:
         assigned = self.consumer.assignment()
@@ -248,6 +279,7 @@ class Committer:
         await self.dispatcher.close()
         await self.supervisor.cancel()
         self.tables.discard()
+        self._batches.reset()
         self._interval = _Interval()
         self._agent_failed.clear()
         if isinstance(reason, ProducerFencedError) and not timed_out:

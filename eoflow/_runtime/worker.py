@@ -102,7 +102,7 @@ class Worker:
             session_timeout_ms=int(settings.session_timeout * 1000),
             max_poll_interval_ms=int(settings.max_poll_interval * 1000))
         self.committer = Committer(settings, producer, consumer, dispatcher, supervisor,
-                                   self.tables)
+                                   self.tables, counts)
         self.rebalance = RebalanceHandler(self.committer, consumer, instance_id)
         subscribe(consumer, dispatcher.topics, self.rebalance)
         self.app._runtime = self

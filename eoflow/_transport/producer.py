@@ -233,17 +233,22 @@ class TransactionalProducer:
         batch = self._p.create_batch()
         for key, value in records:
             if batch.append(key=key, value=value, timestamp=None) is None:
-                sent.append(await self._send_batch(batch, topic, partition))
+                sent.append(await self.submit_batch(batch, topic, partition))
                 batch = self._p.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise TransactionAbortedError(
                         f"a record for {topic}[{partition}] with key {key[:60]!r} does not fit "
                         "in a batch (max_batch_size)")
         if batch.record_count():
-            sent.append(await self._send_batch(batch, topic, partition))
+            sent.append(await self.submit_batch(batch, topic, partition))
         return sent
 
-    async def _send_batch(self, batch: Any, topic: str, partition: int) -> tuple[SendFuture, int]:
+    def create_batch(self) -> Any:
+        """An empty aiokafka BatchBuilder, to fill with ``append`` and :meth:`submit_batch`."""
+        return self._p.create_batch()
+
+    async def submit_batch(self, batch: Any, topic: str, partition: int) -> tuple[SendFuture, int]:
+        """Close ``batch`` and queue it for ``topic[partition]`` in the transaction."""
         count = batch.record_count()
         try:
             batch.close()

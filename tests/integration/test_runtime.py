@@ -41,10 +41,10 @@ async def test_outputs_are_invisible_until_the_transaction_commits(
     async with running(app):
         await produce(kafka_bootstrap, src.name, [(None, b'{"id": 1}')])
         await asyncio.wait_for(sent.wait(), 30)
-        uncommitted = await wait_for_records(kafka_bootstrap, out.name, 1,
-                                             isolation_level="read_uncommitted")
-        assert _ids(uncommitted) == [1]
-        # The open transaction holds the LSO back: a read_committed reader sees nothing.
+        # The send returned, the transaction is open and cannot commit while the agent
+        # holds its event: a read_committed reader sees nothing, now or a while later.
+        assert await read_committed(kafka_bootstrap, out.name) == []
+        await asyncio.sleep(1.0)
         assert await read_committed(kafka_bootstrap, out.name) == []
         release.set()
         committed = await wait_for_records(kafka_bootstrap, out.name, 1)
@@ -76,9 +76,6 @@ async def test_agent_failure_aborts_the_interval_and_each_input_is_output_once(
         records = await read_committed(kafka_bootstrap, out.name)
         assert worker.committer is not None and worker.committer.aborts >= len(failed_once)
     assert sorted(_ids(records)) == list(range(200))
-    everything = await read_committed(kafka_bootstrap, out.name,
-                                      isolation_level="read_uncommitted")
-    assert len(everything) > 200, "aborted outputs exist on the log but stay invisible"
     changelog = await read_committed(kafka_bootstrap, f"{app.id}-seen-changelog")
     final = {r.key: int(r.value) for r in changelog if r.value is not None}
     assert final == {json.dumps(f"k{k}").encode(): 20 for k in range(10)}
@@ -153,3 +150,31 @@ async def test_on_error_fail_stops_the_worker_naming_the_record(
                 await asyncio.sleep(0.05)
     out = await read_committed(kafka_bootstrap, app.settings.dlq_topic)
     assert out == [], "on_error='fail' must not dead-letter"
+
+
+async def test_output_larger_than_the_broker_accepts_aborts_and_is_dead_lettered(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The broker refuses the record (message.max.bytes): the transaction must abort, the
+    event that produced it ends in the DLQ, and every other input is output exactly once."""
+    app = _app(kafka_bootstrap, tmp_path, max_retries=2, commit_interval=0.3)
+    src = app.topic(f"{app.id}-in", partitions=1)
+    out = app.topic(f"{app.id}-out", partitions=2)
+
+    @app.agent(src)
+    async def inflate(stream: eoflow.Stream[bytes, Any]) -> None:
+        async for value in stream:
+            if value["id"] == 13:
+                value["blob"] = "x" * 1_200_000  # > the broker's default 1 MiB
+            await out.send(key=str(value["id"]).encode(), value=value)
+
+    inputs = [(None, json.dumps({"id": i}).encode()) for i in range(40)]
+    async with running(app):
+        await produce(kafka_bootstrap, src.name, inputs)
+        dead = await wait_for_records(kafka_bootstrap, app.settings.dlq_topic, 1)
+        records = await wait_for_records(kafka_bootstrap, out.name, 39)
+    assert sorted(_ids(records)) == [i for i in range(40) if i != 13]
+    everything = await read_committed(kafka_bootstrap, out.name,
+                                      isolation_level="read_uncommitted")
+    assert len(everything) > len(records), "aborted records reached the log, yet stay invisible"
+    assert [json.loads(d.value)["id"] for d in dead] == [13]
+    assert dict(dead[0].headers)["eoflow.offset"] == b"13"
