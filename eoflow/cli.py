@@ -126,12 +126,9 @@ def table() -> None:
 def table_get(app_spec: str, table_name: str, key: str, datadir: str | None,
               from_changelog: bool, broker: str | None) -> None:
     """Print the committed value of KEY in TABLE_NAME."""
-    from eoflow._tools import read_table
-
     app = load_app(app_spec)
     tbl = _table(app, table_name)
-    contents = read_table(app, tbl, datadir=datadir, from_changelog=from_changelog,
-                          broker=broker)
+    contents = _read(app, tbl, datadir, from_changelog, broker)
     wanted = tbl.key_codec.dumps(_json_or_str(key) if tbl.key_codec.name == "json" else key)
     if wanted not in contents:
         raise click.ClickException(f"key {key!r} not found in table {table_name!r}")
@@ -147,14 +144,22 @@ def table_get(app_spec: str, table_name: str, key: str, datadir: str | None,
 def table_dump(app_spec: str, table_name: str, datadir: str | None, from_changelog: bool,
                broker: str | None) -> None:
     """Print every committed key and value of TABLE_NAME, one per line."""
-    from eoflow._tools import read_table
-
     app = load_app(app_spec)
     tbl = _table(app, table_name)
-    contents = read_table(app, tbl, datadir=datadir, from_changelog=from_changelog,
-                          broker=broker)
+    contents = _read(app, tbl, datadir, from_changelog, broker)
     for key, value in sorted(contents.items()):
         click.echo(f"{key.decode(errors='replace')}\t{value.decode(errors='replace')}")
+
+
+def _read(app: App, tbl: Any, datadir: str | None, from_changelog: bool,
+          broker: str | None) -> dict[bytes, bytes]:
+    from eoflow._tools import read_table
+
+    try:
+        return read_table(app, tbl, datadir=datadir, from_changelog=from_changelog,
+                          broker=broker or os.environ.get("EOFLOW_BROKER"))
+    except EoflowError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _table(app: App, name: str) -> Any:

@@ -23,9 +23,11 @@ from eoflow._transport.consumer import fetch_stable_offsets
 from eoflow._transport.producer import SendFuture, TransactionalProducer, translate_kafka_error
 from eoflow._transport.protocol import GroupMetadata
 from eoflow.errors import (
+    AgentError,
     CommitFailedError,
     EoflowError,
     ProducerFencedError,
+    SerializationError,
     TransactionAbortedError,
 )
 
@@ -112,7 +114,8 @@ class Committer:
         log.error("dead-lettering %s[%d]@%d for agent %s: %s",
                   rec.topic, rec.partition, rec.offset, letter.agent, letter.error)
         if self.settings.on_error == "fail":
-            raise EoflowError(
+            error = AgentError if letter.agent_failed else SerializationError
+            raise error(
                 f"{rec.topic}[{rec.partition}]@{rec.offset} (key {rec.key!r}) failed in agent "
                 f"{letter.agent}: {letter.error}; on_error='fail' stops the worker")
         headers = [("eoflow.topic", rec.topic.encode()),
@@ -179,7 +182,7 @@ class Committer:
         self.commits += 1
         self._careful = False
         self._batches.reset()
-        self.dispatcher.failures.clear()
+        self._forget_committed_failures(offsets)
         self.dispatcher.next_offsets.clear()
         await self.tables.apply()
         self.dispatcher.open()
@@ -188,6 +191,14 @@ class Committer:
                       "offsets+commit %.1fms apply %.1fms", len(self._interval.sends),
                       len(offsets), (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
                       (time.monotonic() - t3) * 1e3)
+
+    def _forget_committed_failures(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Drop failure counts of events this commit moved past; keep the others, so an
+        unrelated commit between two retries cannot reset a poison event's count."""
+        failures = self.dispatcher.failures
+        for key in [k for k in failures
+                    if k[3] < offsets.get(TopicPartition(k[1], k[2]), -1)]:
+            del failures[key]
 
     async def _barrier(self) -> None:
         await self.dispatcher.close()
@@ -283,7 +294,10 @@ class Committer:
         self._interval = _Interval()
         self._agent_failed.clear()
         if isinstance(reason, ProducerFencedError) and not timed_out:
-            raise reason
+            raise ProducerFencedError(
+                f"transactional id {self.producer.transactional_id!r} was fenced: another "
+                "worker with the same instance id has started, so this one stops. Give "
+                "every worker its own --instance-id / --datadir.") from reason
         if self.settings.exactly_once:
             await self._retrying("recreating the producer", self.producer.reset)
         if unknown_outcome:

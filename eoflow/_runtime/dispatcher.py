@@ -39,6 +39,8 @@ class DeadLetter:
     record: ConsumerRecord[bytes, bytes]
     agent: str
     error: str
+    #: True when the agent kept raising; False when the record could not be decoded.
+    agent_failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,12 @@ class Dispatcher:
     def forget(self, partitions: Sequence[TopicPartition]) -> None:
         """Partitions were revoked: drop their fetched records and pending offsets."""
         self._epoch += 1
-        for tp in partitions:
+        gone = set(partitions)
+        for tp in gone:
             self.next_offsets.pop(tp, None)
             self._rewind.pop(tp, None)
+        for key in [k for k in self.failures if TopicPartition(k[1], k[2]) in gone]:
+            del self.failures[key]
 
     # -- the loop -------------------------------------------------------------------
     async def run(self, consumer: AIOKafkaConsumer) -> None:
@@ -158,7 +163,7 @@ class Dispatcher:
                 key = (agent, record.topic, record.partition, record.offset)
                 tries = self.failures.get(key, 0)
                 if tries >= self._max_retries:
-                    letter = DeadLetter(record, agent, f"agent failed {tries} times")
+                    letter = DeadLetter(record, agent, f"agent failed {tries} times", True)
                     await self._dead_letter(letter)
                     continue
                 try:

@@ -3,12 +3,14 @@
 ::
 
     Worker:   INIT ─► STARTING ─► RUNNING ─► STOPPING ─► STOPPED
-                          │           │           ▲
-                          └───────────┴─► FAILED ─┘ (stop after a fatal error)
+                │         │  │        │           ▲   ▲   ▲
+                │         │  └────────┼───────────┘   │   │  (stop while starting)
+                │         └───────────┴─► FAILED ─────┘   │  (stop after a fatal error)
+                └─────────────────────────────────────────┘  (never started)
 
     Interval: IDLE ─► OPEN ─► COMMITTING ─► IDLE
-                        │          │
-                        └──────────┴─► ABORTING ─► IDLE
+                │      │          │
+                └──────┴──────────┴─► ABORTING ─► IDLE
 """
 
 from __future__ import annotations

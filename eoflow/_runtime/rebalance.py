@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
 from eoflow._transport.consumer import fetch_stable_offsets, group_metadata
-from eoflow.errors import ProducerFencedError
+from eoflow.errors import EoflowError
 
 from .commit import Committer
 
 __all__ = ["RebalanceHandler"]
 
 log = logging.getLogger(__name__)
+
+#: Tries of the assignment steps (stable offsets, restore) on retriable errors.
+ASSIGN_ATTEMPTS = 10
 
 
 class RebalanceHandler(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -47,13 +51,11 @@ class RebalanceHandler(ConsumerRebalanceListener):  # type: ignore[misc]
             committer.dispatcher.hold()
             try:
                 await committer.commit()
-            except ProducerFencedError as exc:
-                self.fatal = exc
             except Exception as exc:
                 try:
                     await committer.abort(exc, rewind=False)
-                except ProducerFencedError as fenced:
-                    self.fatal = fenced
+                except Exception as fatal:  # fenced, or recovery gave up
+                    self.fatal = fatal
             await committer.dispatcher.close()
             committer.dispatcher.forget(sorted(revoked))
             committer.tables.revoke({tp.partition for tp in revoked})
@@ -62,17 +64,38 @@ class RebalanceHandler(ConsumerRebalanceListener):  # type: ignore[misc]
             log.info("revoked %d partitions", len(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """aiokafka only logs what a listener raises, so errors are kept in :attr:`fatal`
+        (the worker's control loop raises it) or retried, never left to hang dispatch."""
         committer = self._committer
-        settings = committer.settings
         async with committer.lock:
             self.rebalances += 1
-            committer.group = group_metadata(self._consumer, settings.app_id, self._instance_id)
             partitions = sorted(assigned)
-            offsets = await fetch_stable_offsets(self._consumer, settings.app_id, partitions)
-            await committer.tables.assign({tp.partition for tp in partitions})
-            committer.dispatcher.forget(partitions)
-            committer.dispatcher.rewind(offsets)
-            committer.dispatcher.release()
+            delay = 0.2
+            for attempt in range(1, ASSIGN_ATTEMPTS + 1):
+                try:
+                    await self._assign(partitions)
+                    break
+                except EoflowError as exc:
+                    if not exc.retriable or attempt == ASSIGN_ATTEMPTS:
+                        self.fatal = exc
+                        return
+                    log.warning("assignment step failed (%s); retrying in %.1fs", exc, delay)
+                except Exception as exc:
+                    self.fatal = exc
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        assert committer.group is not None
         log.info("assigned %d partitions (generation %d): %s", len(assigned),
                  committer.group.generation_id,
                  ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+
+    async def _assign(self, partitions: list[TopicPartition]) -> None:
+        committer = self._committer
+        settings = committer.settings
+        committer.group = group_metadata(self._consumer, settings.app_id, self._instance_id)
+        offsets = await fetch_stable_offsets(self._consumer, settings.app_id, partitions)
+        await committer.tables.assign({tp.partition for tp in partitions})
+        committer.dispatcher.forget(partitions)
+        committer.dispatcher.rewind(offsets)
+        committer.dispatcher.release()

@@ -114,9 +114,7 @@ class TableManager:
 
     async def _restore(self, table: str, partition: int, store: PartitionStore) -> None:
         tp = TopicPartition(self._settings.changelog_topic(table), partition)
-        stats = await restore_partition(self._settings.bootstrap, tp, store, logger=log)
-        if stats.records:
-            log.info("restored %s: %d records in %.2fs", tp, stats.records, stats.seconds)
+        await restore_partition(self._settings.bootstrap, tp, store, logger=log)
 
     async def catch_up(self) -> None:
         """Re-read the changelog of every open partition from its stored offset.

@@ -144,10 +144,10 @@ class Worker:
                 try:
                     await committer.commit()
                     consecutive_aborts = 0
-                except ProducerFencedError:
-                    raise
                 except EoflowError as exc:
-                    if not exc.retriable:
+                    # ProducerFencedError is not retriable, yet goes to abort: a fencing
+                    # after transaction_timeout is the broker aborting a slow interval.
+                    if not exc.retriable and not isinstance(exc, ProducerFencedError):
                         raise
                     consecutive_aborts += 1
                     await committer.abort(exc)

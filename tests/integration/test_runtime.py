@@ -178,3 +178,28 @@ async def test_output_larger_than_the_broker_accepts_aborts_and_is_dead_lettered
     assert len(everything) > len(records), "aborted records reached the log, yet stay invisible"
     assert [json.loads(d.value)["id"] for d in dead] == [13]
     assert dict(dead[0].headers)["eoflow.offset"] == b"13"
+
+
+async def test_store_of_another_partitioning_stops_the_worker_instead_of_hanging(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    """aiokafka swallows listener errors; the worker must still stop with the cause."""
+    from eoflow._runtime.lifecycle import WorkerState
+    from eoflow._state import RocksDBPartitionStore, StoreIdentity, store_path
+
+    app = _app(kafka_bootstrap, tmp_path)
+    src = app.topic(f"{app.id}-in", partitions=2)
+    counts = app.Table("counts", default=int)
+
+    @app.agent(src)
+    async def count(stream: eoflow.Stream[bytes, Any]) -> None:
+        async for key, _ in stream.items():
+            counts[key.decode()] += 1
+
+    foreign = StoreIdentity(app.id, "counts", 0, 16)  # written by a 16-partition deployment
+    RocksDBPartitionStore.open(store_path(app.settings.datadir, "counts", 0), foreign).close()
+    with pytest.raises(eoflow.errors.StoreMismatchError, match="partition 0 of 16"):
+        async with running(app) as worker:
+            for _ in range(200):
+                if worker.state.is_(WorkerState.FAILED):
+                    break
+                await asyncio.sleep(0.05)
