@@ -107,12 +107,21 @@ def chart(cells: dict[tuple[str, float, str], dict[str, Any]], workloads: list[s
     plt.close(fig)
 
 
-def write_report(results_files: list[Path], md: Path = DOCS / "benchmarks.md",
+def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "benchmarks.md",
                  png: Path = DOCS / "benchmarks.png", notes: bool = True) -> None:
     """One report over the runs of every results file (same input size, same broker setup)."""
     import json
 
-    datas = [json.loads(Path(f).read_text()) for f in results_files]
+    datas = []
+    for spec in results_files:
+        # "results.json" or "results.json:sys1,sys2" (take only those systems' runs)
+        path, _, only = str(spec).partition(":")
+        d = json.loads(Path(path).read_text())
+        if only:
+            keep = set(only.split(","))
+            d["runs"] = [r for r in d["runs"] if r["system"] in keep]
+            d["env"]["only"] = sorted(keep)
+        datas.append(d)
     env = datas[0]["env"]
     runs = [r for d in datas for r in d["runs"]]
     if len({d["env"]["records"] for d in datas}) != 1:
@@ -151,8 +160,9 @@ def write_report(results_files: list[Path], md: Path = DOCS / "benchmarks.md",
       "one run per cell.")
     for i, d in enumerate(datas, 1):
         e = d["env"]
+        only = f" — only the runs of {', '.join(e['only'])} are used" if e.get("only") else ""
         w(f"- Session {i}: {e['started']} – {e.get('finished', '(not finished)')}, eoflow commit "
-          f"`{e['git']}`: `python -m bench.run {' '.join(e['argv'])}`")
+          f"`{e['git']}` at start: `python -m bench.run {' '.join(e['argv'])}`{only}")
     w("")
 
     w("## Throughput (records/s)\n")
@@ -236,15 +246,19 @@ def write_report(results_files: list[Path], md: Path = DOCS / "benchmarks.md",
     w("Session numbers refer to the list under *What was run* (each records the eoflow "
       "commit it ran).\n")
     w("| system | workload | commit | session | records/s | output | startup s | "
-      "peak RSS MB |")
-    w("|---|---|---|---|---|---|---|---|")
+      "peak RSS MB | load avg 1 min | eoflow code |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted((r for r in runs if r["kind"] == "throughput"),
                     key=lambda r: (r["workload"], -r["interval"], ORDER.index(r["system"]),
                                    session_of[id(r)])):
         rate = f"{r['rate']:,.0f}" if r.get("ok") else "failed"
         st = f"{r['startup_s']:.1f}" if r.get("startup_s") is not None else "–"
         w(f"| {r['system']} | {r['workload']} | {_ms(r['interval'])} | {session_of[id(r)]} "
-          f"| {rate} | {r['output']:,} | {st} | {r['peak_rss_mb']:.0f} |")
+          f"| {rate} | {r['output']:,} | {st} | {r['peak_rss_mb']:.0f} "
+          f"| {r['loadavg_1m']:.1f} | {r.get('eoflow_code') or ''} |"
+          if "loadavg_1m" in r else
+          f"| {rate} | {r['output']:,} | {st} | {r['peak_rss_mb']:.0f} | not recorded | "
+          f"{'not recorded' if r['system'].startswith('eoflow') else ''} |")
     w("")
 
     w("## Method\n")
@@ -323,7 +337,8 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description="results.json files -> markdown report + chart")
-    ap.add_argument("results", nargs="+", type=Path)
+    ap.add_argument("results", nargs="+",
+                    help="results.json, or results.json:system1,system2 to take only those")
     ap.add_argument("--md", type=Path, default=DOCS / "benchmarks.md")
     ap.add_argument("--png", type=Path, default=DOCS / "benchmarks.png")
     ap.add_argument("--no-notes", action="store_true", help="leave out bench/notes.md")

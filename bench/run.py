@@ -297,6 +297,7 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
     await reader.start()
     env = system_env(args, system, workload, interval, name, in_topic, out_topic, workdir)
     proc = SystemProcess(system, env, workdir / "system.log")
+    code = eoflow_code() if system.startswith("eoflow") else None
     t_spawn = time.time()
     proc.start()
     result: dict[str, Any] = {"kind": "throughput", "system": system, "workload": workload,
@@ -313,6 +314,7 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
     mark = workdir / "first"
     t_first = float(mark.read_text()) if mark.exists() else None
     result.update(output=reader.count, returncode=rc, peak_rss_mb=proc.peak_rss / 2**20,
+                  eoflow_code=code, loadavg_1m=os.getloadavg()[0],
                   startup_s=(t_first - t_spawn) if t_first else None)
     if t_done is not None and t_first is not None:
         elapsed = t_done - t_first
@@ -337,6 +339,7 @@ async def latency_run(args: argparse.Namespace, system: str, workload: str,
     await create_topics(args.bootstrap, [in_topic, out_topic], args.partitions)
     env = system_env(args, system, workload, interval, name, in_topic, out_topic, workdir)
     proc = SystemProcess(system, env, workdir / "system.log")
+    code = eoflow_code() if system.startswith("eoflow") else None
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=0)
     await producer.start()
     result: dict[str, Any] = {"kind": "latency", "system": system, "workload": workload,
@@ -394,6 +397,7 @@ async def latency_run(args: argparse.Namespace, system: str, workload: str,
         await producer.stop()
         result["returncode"] = await proc.stop()
         result["peak_rss_mb"] = proc.peak_rss / 2**20
+        result.update(eoflow_code=code, loadavg_1m=os.getloadavg()[0])
         if reader is not None:
             await reader.stop()
     await delete_topics_containing(args.bootstrap, name)
@@ -410,6 +414,19 @@ def _tail(path: Path, n: int = 15) -> str:
 
 
 # ---------------------------------------------------------------- machine and versions
+
+def eoflow_code() -> str:
+    """HEAD plus a digest of uncommitted eoflow/ changes: eoflow may change between runs."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True).stdout.strip()
+    diff = subprocess.run(["git", "diff", "HEAD", "--", "eoflow"], cwd=ROOT,
+                          capture_output=True).stdout
+    if diff:
+        import hashlib
+
+        head += "+dirty:" + hashlib.sha1(diff).hexdigest()[:7]
+    return head
+
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
