@@ -83,6 +83,11 @@ class Committer:
             self.state.to(IntervalState.OPEN)
             self._interval = _Interval()
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the interval's transaction is open (sends may go straight in)."""
+        return self.state.state is IntervalState.OPEN
+
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
                    partition: int | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
         """Add a record to the open transaction; remember which event caused it.

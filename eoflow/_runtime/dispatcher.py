@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 #: ``(agent, topic, partition, offset)`` of an event that made an agent fail.
 PoisonKey = tuple[str, str, int, int]
+_Deliveries = list[tuple[asyncio.Queue[Any], Event[Any, Any]]]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Dispatcher:
         supervisor: AgentSupervisor,
         *,
         begin: Callable[[], Awaitable[None]],
+        is_open: Callable[[], bool],
         dead_letter: Callable[[DeadLetter], Awaitable[None]],
         max_retries: int,
         batch_size: int = 1000,
@@ -69,6 +71,7 @@ class Dispatcher:
                     self._routes.setdefault(name, []).append(_Route(spec, topic))
         self._supervisor = supervisor
         self._begin = begin
+        self._is_open = is_open
         self._dead_letter = dead_letter
         self._max_retries = max_retries
         self._batch_size = batch_size
@@ -152,31 +155,61 @@ class Dispatcher:
 
         The event is counted in flight and its offset recorded *before* it is queued, so
         a barrier can never commit an interval that holds the event's outputs but not
-        its offset. Only the bookkeeping holds ``_busy``; the queue put may block on a
-        slow agent without blocking the barrier.
+        its offset. The common case does no await before queueing, so it cannot
+        interleave with a barrier; the rest (opening the transaction, dead letters) holds
+        ``_busy``, which the barrier waits for. A full queue may block on a slow agent
+        without blocking the barrier.
         """
-        deliveries: list[tuple[asyncio.Queue[Any], Event[Any, Any]]] = []
-        async with self._busy:
-            await self._begin()
-            for route in self._routes[record.topic]:
-                agent = route.spec.name
-                key = (agent, record.topic, record.partition, record.offset)
-                tries = self.failures.get(key, 0)
-                if tries >= self._max_retries:
-                    letter = DeadLetter(record, agent, f"agent failed {tries} times", True)
-                    await self._dead_letter(letter)
-                    continue
-                try:
-                    event = _decode(route.topic, record)
-                except SerializationError as exc:
-                    await self._dead_letter(DeadLetter(record, agent, str(exc)))
-                    continue
-                deliveries.append((self._supervisor.route(agent, record.partition).queue, event))
-            self._supervisor.in_flight.add(len(deliveries))
-            self.next_offsets[tp] = record.offset + 1
-            self.dispatched += 1
+        deliveries = self._prepare(tp, record) if self._is_open() and not self.failures \
+            else None
+        if deliveries is None:
+            async with self._busy:
+                await self._begin()
+                deliveries = await self._prepare_slowly(tp, record)
         for queue, event in deliveries:
-            await queue.put(event)
+            if queue.full():
+                await queue.put(event)
+            else:
+                queue.put_nowait(event)
+
+    def _prepare(self, tp: TopicPartition,
+                 record: ConsumerRecord[bytes, bytes]) -> _Deliveries | None:
+        """Decode for every route; None if a record needs the dead-letter path."""
+        deliveries: _Deliveries = []
+        for route in self._routes[record.topic]:
+            try:
+                event = _decode(route.topic, record)
+            except SerializationError:
+                return None
+            deliveries.append((self._supervisor.route(route.spec.name, record.partition).queue,
+                               event))
+        self._account(tp, record, len(deliveries))
+        return deliveries
+
+    async def _prepare_slowly(self, tp: TopicPartition,
+                              record: ConsumerRecord[bytes, bytes]) -> _Deliveries:
+        deliveries: _Deliveries = []
+        for route in self._routes[record.topic]:
+            agent = route.spec.name
+            tries = self.failures.get((agent, record.topic, record.partition, record.offset), 0)
+            if tries >= self._max_retries:
+                await self._dead_letter(
+                    DeadLetter(record, agent, f"agent failed {tries} times", True))
+                continue
+            try:
+                event = _decode(route.topic, record)
+            except SerializationError as exc:
+                await self._dead_letter(DeadLetter(record, agent, str(exc)))
+                continue
+            deliveries.append((self._supervisor.route(agent, record.partition).queue, event))
+        self._account(tp, record, len(deliveries))
+        return deliveries
+
+    def _account(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes],
+                 events: int) -> None:
+        self._supervisor.in_flight.add(events)
+        self.next_offsets[tp] = record.offset + 1
+        self.dispatched += 1
 
 
 async def seek_all(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

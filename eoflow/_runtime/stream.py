@@ -91,7 +91,10 @@ class Stream(Generic[KT, VT]):
 
     async def _next(self) -> Event[KT, VT]:
         self._finish_current()
-        item = await self._queue.get()
+        try:
+            item = self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            item = await self._queue.get()
         if item is _END:
             raise StopAsyncIteration
         self._current = item

@@ -94,7 +94,7 @@ class Worker:
         in_flight = InFlight()
         specs = list(self.app.agents.values())
         supervisor = AgentSupervisor(specs, in_flight, settings.queue_size, self._agent_failed)
-        dispatcher = Dispatcher(specs, supervisor, begin=self._begin,
+        dispatcher = Dispatcher(specs, supervisor, begin=self._begin, is_open=self._is_open,
                                 dead_letter=self._dead_letter, max_retries=settings.max_retries)
         consumer = create_group_consumer(
             bootstrap=settings.bootstrap, group_id=settings.app_id, instance_id=instance_id,
@@ -187,6 +187,9 @@ class Worker:
     async def _begin(self) -> None:
         assert self.committer is not None
         await self.committer.begin()
+
+    def _is_open(self) -> bool:
+        return self.committer is not None and self.committer.is_open
 
     async def _dead_letter(self, letter: Any) -> None:
         assert self.committer is not None
