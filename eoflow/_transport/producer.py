@@ -295,6 +295,11 @@ class TransactionalProducer:
 
 
 async def _stop_quietly(producer: AIOKafkaProducer, timeout: float = 10.0) -> None:
+    # After an abortable error aiokafka leaves the error on an internal future nobody
+    # reads; mark it read so asyncio does not log it as "never retrieved".
+    waiter = getattr(producer._txn_manager, "_transaction_waiter", None)
+    if waiter is not None and waiter.done() and not waiter.cancelled():
+        waiter.exception()
     try:
         await asyncio.wait_for(producer.stop(), timeout)
     except Exception as exc:  # stopping a broken producer must not hide the first error
