@@ -11,6 +11,7 @@ the boundary where eoflow calls them, so user code never has to import either.
     │   ├── TopicMismatchError        a topic exists with another partition count
     │   └── TableUsageError           a table used where no partition is known
     ├── SerializationError            fatal for that record: it goes to the dead-letter topic
+    │   └── RecordTooLargeError       an output or table value above the topic's limit
     ├── TransportError                retriable: broker or network trouble
     │   ├── TransactionAbortedError   the interval was aborted; it is retried
     │   ├── CommitFailedError         the group moved on (stale generation); rejoin
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigurationError",
     "EoflowError",
     "ProducerFencedError",
+    "RecordTooLargeError",
     "RestoreError",
     "SerializationError",
     "StateError",
@@ -65,6 +67,14 @@ class SerializationError(EoflowError):
     """A key or value could not be encoded or decoded.
 
     The message names the topic, partition and offset of the record where known.
+    """
+
+
+class RecordTooLargeError(SerializationError):
+    """A record is larger than its topic accepts (``max.message.bytes``).
+
+    Raised by ``send`` or a table write inside the agent, so the event that made the
+    record fails, is retried, and ends in the dead-letter topic.
     """
 
 

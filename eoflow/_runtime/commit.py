@@ -55,7 +55,7 @@ class Committer:
     def __init__(self, settings: Settings, producer: TransactionalProducer,
                  consumer: AIOKafkaConsumer, dispatcher: Dispatcher,
                  supervisor: AgentSupervisor, tables: TableManager,
-                 partition_counts: Mapping[str, int]) -> None:
+                 partition_counts: Mapping[str, int], max_bytes: Mapping[str, int]) -> None:
         self.settings = settings
         self.producer = producer
         self.consumer = consumer
@@ -69,7 +69,7 @@ class Committer:
         self.aborts = 0
         self._interval = _Interval()
         self._agent_failed = asyncio.Event()
-        self._batches = OutputBatches(producer, partition_counts)
+        self._batches = OutputBatches(producer, partition_counts, max_bytes)
         #: Send record by record until the next commit: a batch with records of several
         #: events failed, and the retry must find the event to blame.
         self._careful = False
@@ -107,11 +107,12 @@ class Committer:
                     partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
                     source: PoisonKey | None) -> None:
         await self.begin()
-        if self._careful or not self._batches.knows(topic):
+        if self._batches.knows(topic):
+            await self._batches.append(topic, key, value, partition, headers, source,
+                                       alone=self._careful)
+        else:
             fut = await self.producer.send(topic, value, key, partition, headers)
             self._interval.sends.append((fut, source))
-        else:
-            await self._batches.append(topic, key, value, partition, headers, source)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         """Send a poison record to ``{app_id}-dlq`` inside the open transaction."""
@@ -136,6 +137,7 @@ class Committer:
         """An agent raised: count it against its event and ask for an abort."""
         if key is not None:
             self.dispatcher.failures[key] = self.dispatcher.failures.get(key, 0) + 1
+            self.dispatcher.last_errors[key] = f"{type(exc).__name__}: {exc}"
             log.warning("agent %s failed on %s[%d]@%d (try %d of %d): %r", key[0], key[1],
                         key[2], key[3], self.dispatcher.failures[key],
                         self.settings.max_retries, exc)
@@ -203,7 +205,7 @@ class Committer:
         failures = self.dispatcher.failures
         for key in [k for k in failures
                     if k[3] < offsets.get(TopicPartition(k[1], k[2]), -1)]:
-            del failures[key]
+            self.dispatcher.forget_failure(key)
 
     async def _barrier(self) -> None:
         await self.dispatcher.close()
@@ -259,7 +261,7 @@ class Committer:
             self.agent_failed(events.pop(), exc)
         elif events:
             log.warning("a batch with records of %d events failed (%r); the retry sends "
-                        "record by record to find the event", len(events), exc)
+                        "each record in a batch of its own to find the event", len(events), exc)
             self._careful = True
 
     def _offsets_to_commit(self) -> dict[TopicPartition, int]:

@@ -82,8 +82,10 @@ class Dispatcher:
         self._rewind: dict[TopicPartition, int] = {}
         #: Next offset to commit per partition: everything before it was processed.
         self.next_offsets: dict[TopicPartition, int] = {}
-        #: How often each event made its agent fail (cleared when an interval commits).
+        #: How often each event made its agent fail, and the last error (kept until the
+        #: event's offset is committed).
         self.failures: dict[PoisonKey, int] = {}
+        self.last_errors: dict[PoisonKey, str] = {}
         self.dispatched = 0
 
     @property
@@ -127,7 +129,11 @@ class Dispatcher:
             self.next_offsets.pop(tp, None)
             self._rewind.pop(tp, None)
         for key in [k for k in self.failures if TopicPartition(k[1], k[2]) in gone]:
-            del self.failures[key]
+            self.forget_failure(key)
+
+    def forget_failure(self, key: PoisonKey) -> None:
+        self.failures.pop(key, None)
+        self.last_errors.pop(key, None)
 
     # -- the loop -------------------------------------------------------------------
     async def run(self, consumer: AIOKafkaConsumer) -> None:
@@ -191,10 +197,11 @@ class Dispatcher:
         deliveries: _Deliveries = []
         for route in self._routes[record.topic]:
             agent = route.spec.name
-            tries = self.failures.get((agent, record.topic, record.partition, record.offset), 0)
+            key = (agent, record.topic, record.partition, record.offset)
+            tries = self.failures.get(key, 0)
             if tries >= self._max_retries:
-                await self._dead_letter(
-                    DeadLetter(record, agent, f"agent failed {tries} times", True))
+                error = f"agent failed {tries} times; last error: {self.last_errors.get(key)}"
+                await self._dead_letter(DeadLetter(record, agent, error, True))
                 continue
             try:
                 event = _decode(route.topic, record)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,8 @@ from eoflow._state import (
 )
 from eoflow._state.restore import restore_partition
 from eoflow._table import Table
+from eoflow._transport.admin import DEFAULT_MAX_MESSAGE_BYTES
+from eoflow._transport.batching import check_record_size, record_size
 from eoflow._transport.producer import SendFuture
 from eoflow.errors import TableUsageError
 
@@ -34,8 +36,9 @@ __all__ = ["ChangelogSend", "TableManager"]
 
 log = logging.getLogger(__name__)
 
-#: ``(topic, partition, records) -> [(batch future, count)]``: changelog batches in the txn.
-ChangelogSend = Callable[[str, int, Iterable[tuple[bytes, bytes | None]]],
+#: ``(topic, partition, records, max_bytes) -> [(batch future, count)]``: changelog
+#: batches in the transaction, none larger than ``max_bytes``.
+ChangelogSend = Callable[[str, int, Iterable[tuple[bytes, bytes | None]], int],
                          Awaitable[list[tuple[SendFuture, int]]]]
 
 
@@ -54,10 +57,12 @@ class TableManager:
     """Owns the stores and overlays of the table partitions this worker is assigned."""
 
     def __init__(self, settings: Settings, tables: dict[str, Table[Any, Any]],
-                 partition_counts: dict[str, int]) -> None:
+                 partition_counts: dict[str, int], max_bytes: Mapping[str, int]) -> None:
         self._settings = settings
         self._tables = tables
         self._counts = partition_counts
+        self._limits = {name: max_bytes.get(settings.changelog_topic(name),
+                                            DEFAULT_MAX_MESSAGE_BYTES) for name in tables}
         self._overlays: dict[tuple[str, int], Overlay] = {}
         self._dirty: set[tuple[str, int]] = set()
         self._flushed: list[_Flushed] = []
@@ -77,6 +82,8 @@ class TableManager:
 
     def set(self, table: str, partition: int, key: bytes, value: bytes | None) -> None:
         overlay = self._overlay(table, partition)
+        check_record_size(self._settings.changelog_topic(table), partition, key,
+                          record_size(key, value), self._limits[table])
         if value is None:
             overlay.delete(key)
         else:
@@ -147,7 +154,7 @@ class TableManager:
             if not writes:
                 continue
             topic = self._settings.changelog_topic(table)
-            batches = await send(topic, partition, writes.items())
+            batches = await send(topic, partition, writes.items(), self._limits[table])
             futures.extend(fut for fut, _ in batches)
             self._flushed.append(_Flushed(overlay, *batches[-1]))
         return futures

@@ -11,7 +11,7 @@ from typing import Any
 
 from eoflow._app import App
 from eoflow._settings import Settings
-from eoflow._transport.admin import TopicSpec, ensure_topics
+from eoflow._transport.admin import Topics, TopicSpec, ensure_topics
 from eoflow._transport.consumer import create_group_consumer, subscribe
 from eoflow._transport.producer import TransactionalProducer
 from eoflow.errors import ConfigurationError, EoflowError, ProducerFencedError
@@ -83,8 +83,9 @@ class Worker:
         settings = self.settings
         self.state.to(WorkerState.STARTING)
         instance_id = settings.instance_id or load_instance_id(settings.datadir, settings.app_id)
-        counts = await self._ensure_topics()
-        self._tables = TableManager(settings, self.app.tables, self._table_partitions(counts))
+        topics = await self._ensure_topics()
+        self._tables = TableManager(settings, self.app.tables,
+                                    self._table_partitions(topics.partitions), topics.max_bytes)
         producer = TransactionalProducer(
             settings.bootstrap, f"{settings.app_id}-{instance_id}",
             transactional=settings.exactly_once,
@@ -102,7 +103,7 @@ class Worker:
             session_timeout_ms=int(settings.session_timeout * 1000),
             max_poll_interval_ms=int(settings.max_poll_interval * 1000))
         self.committer = Committer(settings, producer, consumer, dispatcher, supervisor,
-                                   self.tables, counts)
+                                   self.tables, topics.partitions, topics.max_bytes)
         self.rebalance = RebalanceHandler(self.committer, consumer, instance_id)
         subscribe(consumer, dispatcher.topics, self.rebalance)
         self.app._runtime = self
@@ -202,7 +203,7 @@ class Worker:
         self.committer.agent_failed(key, exc)
 
     # -- topics ---------------------------------------------------------------------
-    async def _ensure_topics(self) -> dict[str, int]:
+    async def _ensure_topics(self) -> Topics:
         settings = self.settings
         specs: dict[str, TopicSpec] = {}
         for topic in self.app.topics.values():

@@ -7,14 +7,17 @@ import logging
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from eoflow.errors import TopicMismatchError, TransportError
 
-__all__ = ["TopicSpec", "ensure_topics"]
+__all__ = ["TopicSpec", "Topics", "ensure_topics"]
 
 log = logging.getLogger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
+#: Kafka's default message.max.bytes, used if a topic's limit cannot be read.
+DEFAULT_MAX_MESSAGE_BYTES = 1048588
 
 
 @dataclass(frozen=True)
@@ -26,9 +29,18 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Topics:
+    """What the broker says about the app's topics."""
+
+    partitions: dict[str, int]
+    #: ``max.message.bytes`` per topic: the largest record batch the broker accepts.
+    max_bytes: dict[str, int]
+
+
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_factor: int,
-                        *, timeout: float = 30.0) -> dict[str, int]:
-    """Create missing topics; return every topic's partition count.
+                        *, timeout: float = 30.0) -> Topics:
+    """Create missing topics; return their partition counts and size limits.
 
     Raises :class:`TopicMismatchError` when a topic exists with another partition count
     than its spec asks for.
@@ -41,6 +53,7 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
         if missing:
             await _create(admin, missing, replication_factor)
             existing.update(await _wait_visible(admin, [s.name for s in missing], timeout))
+        limits = await _max_message_bytes(admin, [s.name for s in specs])
     except (TopicMismatchError, TransportError):
         raise
     except Exception as exc:
@@ -54,7 +67,19 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
                 f"topic {spec.name!r} exists with {found} partitions but the app declares "
                 f"{spec.partitions}; declare partitions={found}, or recreate the topic (its "
                 "data, committed offsets and any table built from it belong together)")
-    return existing
+    return Topics(existing, limits)
+
+
+async def _max_message_bytes(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None})
+                 for name in sorted(set(names))]
+    limits: dict[str, int] = {}
+    for response in await admin.describe_configs(resources):
+        for resource in response.to_object()["resources"]:
+            for entry in resource.get("config_entries") or ():
+                if entry["config_names"] == "max.message.bytes" and entry["config_value"]:
+                    limits[resource["resource_name"]] = int(entry["config_value"])
+    return {name: limits.get(name, DEFAULT_MAX_MESSAGE_BYTES) for name in names}
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:

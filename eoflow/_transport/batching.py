@@ -16,11 +16,38 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
+from eoflow.errors import RecordTooLargeError
+
+from .admin import DEFAULT_MAX_MESSAGE_BYTES
 from .producer import SendFuture, TransactionalProducer
 
-__all__ = ["OutputBatches", "SentBatch", "default_partition"]
+__all__ = ["BATCH_OVERHEAD", "OutputBatches", "SentBatch", "check_record_size",
+           "default_partition", "record_size"]
 
 _CACHE_LIMIT = 100_000
+#: Bytes a record batch adds around its records (v2 header), plus headroom.
+BATCH_OVERHEAD = 128
+_RECORD_OVERHEAD = 24  # varints for length, attributes, deltas and counts
+
+
+def record_size(key: bytes | None, value: bytes | None,
+                headers: Sequence[tuple[str, bytes]] | None = None) -> int:
+    """An upper estimate of a record's size inside an uncompressed v2 batch."""
+    size = _RECORD_OVERHEAD + len(key or b"") + len(value or b"")
+    for name, data in headers or ():
+        size += 10 + len(name) + len(data)
+    return size
+
+
+def check_record_size(topic: str, partition: int | None, key: bytes | None, size: int,
+                      limit: int) -> None:
+    """Refuse a record the broker would refuse, naming it, before it joins a batch."""
+    if size + BATCH_OVERHEAD > limit:
+        where = f"{topic}[{partition}]" if partition is not None else repr(topic)
+        raise RecordTooLargeError(
+            f"record for {where} with key {(key or b'')[:60]!r} is {size} bytes; the topic "
+            f"accepts at most {limit} (max.message.bytes). Make it smaller, or raise the "
+            "topic's max.message.bytes")
 
 
 def default_partition(key: bytes, partitions: int) -> int:
@@ -47,9 +74,11 @@ class SentBatch:
 class OutputBatches:
     """The open batches of one transaction (one per topic partition)."""
 
-    def __init__(self, producer: TransactionalProducer, partition_counts: Mapping[str, int]):
+    def __init__(self, producer: TransactionalProducer, partition_counts: Mapping[str, int],
+                 max_bytes: Mapping[str, int]) -> None:
         self._producer = producer
         self._counts = partition_counts
+        self._limits = max_bytes
         self._open: dict[tuple[str, int], _Open] = {}
         self._partitions: dict[tuple[str, bytes], int] = {}
         self.sent: list[SentBatch] = []
@@ -72,12 +101,23 @@ class OutputBatches:
 
     async def append(self, topic: str, key: bytes | None, value: bytes | None,
                      partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
-                     source: Hashable | None) -> None:
-        """Add a record; hands the partition's batch to the producer when it is full."""
+                     source: Hashable | None, *, alone: bool = False) -> None:
+        """Add a record; hands the partition's batch to the producer when it is full.
+
+        A batch never grows past the topic's ``max.message.bytes``, and a record that
+        alone would exceed it raises :class:`RecordTooLargeError` here, in the agent that
+        sends it. ``alone`` sends the record in a batch of its own (to blame failures).
+        """
+        size = record_size(key, value, headers)
+        limit = self._limits.get(topic, DEFAULT_MAX_MESSAGE_BYTES)
+        check_record_size(topic, partition, key, size, limit)
         if partition is None:
             partition = self.partition_for(topic, key)
         tp = (topic, partition)
         open_batch = self._open.get(tp)
+        if open_batch is not None and open_batch.builder.size() + size + BATCH_OVERHEAD > limit:
+            await self._submit(tp, self._open.pop(tp))
+            open_batch = None
         if open_batch is None:
             open_batch = self._open[tp] = _Open(self._producer.create_batch())
         headers = list(headers) if headers else []
@@ -87,6 +127,8 @@ class OutputBatches:
             open_batch = self._open[tp] = _Open(self._producer.create_batch())
             open_batch.builder.append(key=key, value=value, timestamp=None, headers=headers)
         open_batch.sources.append(source)
+        if alone:
+            await self._submit(tp, self._open.pop(tp))
 
     async def flush(self) -> None:
         """Hand every open batch to the producer (the commit barrier calls this)."""

@@ -222,23 +222,24 @@ class TransactionalProducer:
         return fut
 
     async def send_batches(
-        self, topic: str, partition: int, records: Iterable[tuple[bytes, bytes | None]]
+        self, topic: str, partition: int, records: Iterable[tuple[bytes, bytes | None]],
+        max_bytes: int,
     ) -> list[tuple[SendFuture, int]]:
         """Send many records to one partition as whole batches (no per-record future).
 
-        Returns ``(future, record count)`` per batch; a future resolves to the metadata of
-        the batch's first record, so the last offset is ``offset + count - 1``.
+        No batch grows past ``max_bytes`` (the topic's ``max.message.bytes``). Returns
+        ``(future, record count)`` per batch; a future resolves to the metadata of the
+        batch's first record, so the last offset is ``offset + count - 1``.
         """
         sent: list[tuple[SendFuture, int]] = []
         batch = self._p.create_batch()
         for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None) is None:
+            full = batch.record_count() and \
+                batch.size() + len(key) + len(value or b"") + 152 > max_bytes
+            if full or batch.append(key=key, value=value, timestamp=None) is None:
                 sent.append(await self.submit_batch(batch, topic, partition))
                 batch = self._p.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise TransactionAbortedError(
-                        f"a record for {topic}[{partition}] with key {key[:60]!r} does not fit "
-                        "in a batch (max_batch_size)")
+                batch.append(key=key, value=value, timestamp=None)
         if batch.record_count():
             sent.append(await self.submit_batch(batch, topic, partition))
         return sent

@@ -172,12 +172,45 @@ async def test_output_larger_than_the_broker_accepts_aborts_and_is_dead_lettered
         await produce(kafka_bootstrap, src.name, inputs)
         dead = await wait_for_records(kafka_bootstrap, app.settings.dlq_topic, 1)
         records = await wait_for_records(kafka_bootstrap, out.name, 39)
+    error = dict(dead[0].headers)["eoflow.error"]
+    assert b"failed 2 times" in error and b"max.message.bytes" in error
     assert sorted(_ids(records)) == [i for i in range(40) if i != 13]
-    everything = await read_committed(kafka_bootstrap, out.name,
-                                      isolation_level="read_uncommitted")
-    assert len(everything) > len(records), "aborted records reached the log, yet stay invisible"
     assert [json.loads(d.value)["id"] for d in dead] == [13]
     assert dict(dead[0].headers)["eoflow.offset"] == b"13"
+
+
+async def test_topic_limit_lowered_under_a_running_worker_blames_the_right_event(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The worker's size limits are stale: the broker refuses whole batches. The retry
+    sends each record alone, so only the really oversized event is dead-lettered."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    app = _app(kafka_bootstrap, tmp_path, max_retries=2, commit_interval=0.3)
+    src = app.topic(f"{app.id}-in", partitions=1)
+    out = app.topic(f"{app.id}-out", partitions=1)
+
+    @app.agent(src)
+    async def pad(stream: eoflow.Stream[bytes, Any]) -> None:
+        async for value in stream:
+            value["pad"] = "x" * (30_000 if value["id"] == 21 else 900)
+            await out.send(key=str(value["id"]).encode(), value=value)
+
+    async with running(app):
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.alter_configs([ConfigResource(
+                ConfigResourceType.TOPIC, out.name, {"max.message.bytes": "20000"})])
+        finally:
+            await admin.close()
+        await asyncio.sleep(1.0)  # let the broker apply the new limit
+        await produce(kafka_bootstrap, src.name,
+                      [(None, json.dumps({"id": i}).encode()) for i in range(60)])
+        dead = await wait_for_records(kafka_bootstrap, app.settings.dlq_topic, 1)
+        records = await wait_for_records(kafka_bootstrap, out.name, 59)
+    assert sorted(_ids(records)) == [i for i in range(60) if i != 21]
+    assert [json.loads(d.value)["id"] for d in dead] == [21]
 
 
 async def test_store_of_another_partitioning_stops_the_worker_instead_of_hanging(
