@@ -73,8 +73,17 @@ async def fault_points(cfg: RunConfig,
 
 
 async def _run_a_while(run: Run, datadir: Path | None) -> None:
+    """Run w1 until it has committed table state, then kill it.
+
+    Waits on ``aggregates``, not ``echo``: the aggregate agent reads ``by-key`` only once
+    ingest's transaction commits, so it runs an interval behind, and its changelog records
+    commit with the aggregates. Killing on echo alone could leave every changelog record
+    in the aborted last transaction, and a fresh store would have nothing to restore.
+    """
     w = run.workers.start("w1", datadir=datadir)
-    await run.watcher.wait_echoed(run.watcher.echo_count + 200, 60)
+    target = len(run.watcher.aggregated) + 200
+    await run.watcher.wait_for(lambda: len(run.watcher.aggregated) >= target, 60,
+                               f"{target} aggregated")
     run.workers.kill(w)
 
 
