@@ -17,6 +17,7 @@ Field layouts follow Kafka's ``TxnOffsetCommitRequest.json`` and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -59,6 +60,14 @@ class GroupMetadata:
     def is_valid(self) -> bool:
         """A generation of -1 or an empty member id would silently disable fencing."""
         return self.generation_id >= 0 and bool(self.member_id)
+
+
+def _by_topic(items: Iterable[tuple[str, Any]]) -> list[tuple[str, list[Any], dict[int, bytes]]]:
+    """``(topic, entry)`` pairs to the protocol's ``[(topic, [entries], tags)]`` shape."""
+    grouped: dict[str, list[Any]] = {}
+    for topic, entry in items:
+        grouped.setdefault(topic, []).append(entry)
+    return [(topic, entries, {}) for topic, entries in grouped.items()]
 
 
 class TxnOffsetCommitResponse_v3(Response):
@@ -143,14 +152,10 @@ def txn_offset_commit_request(
     offsets: dict[tuple[str, int], tuple[int, str]],
 ) -> TxnOffsetCommitRequestV3:
     """Build a v3 TxnOffsetCommit for ``offsets``: ``(topic, partition) -> (offset, metadata)``."""
-    by_topic: dict[str, list[tuple[int, int, int, str, dict[int, bytes]]]] = {}
-    for (topic, partition), (offset, metadata) in sorted(offsets.items()):
-        by_topic.setdefault(topic, []).append(
-            (partition, offset, NO_LEADER_EPOCH, metadata, {})
-        )
-    topics: list[tuple[str, list[Any], dict[int, bytes]]] = [
-        (topic, parts, {}) for topic, parts in by_topic.items()
-    ]
+    topics = _by_topic(
+        (topic, (partition, offset, NO_LEADER_EPOCH, metadata, {}))
+        for (topic, partition), (offset, metadata) in sorted(offsets.items())
+    )
     return TxnOffsetCommitRequestV3(
         (
             transactional_id,
@@ -233,10 +238,5 @@ def offset_fetch_request(
     group_id: str, partitions: list[tuple[str, int]], *, require_stable: bool = True
 ) -> OffsetFetchRequestV7:
     """Build a v7 OffsetFetch for ``partitions`` of ``group_id``."""
-    by_topic: dict[str, list[int]] = {}
-    for topic, partition in sorted(partitions):
-        by_topic.setdefault(topic, []).append(partition)
-    topics: list[tuple[str, list[Any], dict[int, bytes]]] = [
-        (topic, parts, {}) for topic, parts in by_topic.items()
-    ]
+    topics = _by_topic(sorted(partitions))
     return OffsetFetchRequestV7((group_id, topics, require_stable, {}))
