@@ -236,3 +236,31 @@ async def test_store_of_another_partitioning_stops_the_worker_instead_of_hanging
                 if worker.state.is_(WorkerState.FAILED):
                     break
                 await asyncio.sleep(0.05)
+
+
+async def test_agent_over_several_topics_with_concurrency_keeps_partition_order(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    app = _app(kafka_bootstrap, tmp_path)
+    first = app.topic(f"{app.id}-a", partitions=2)
+    second = app.topic(f"{app.id}-b", partitions=2)
+    out = app.topic(f"{app.id}-out", partitions=1)
+    seen: dict[tuple[str, int], list[int]] = {}
+
+    @app.agent([first, second], concurrency=2)
+    async def merge(stream: eoflow.Stream[bytes, Any]) -> None:
+        async for event in stream.events():
+            seen.setdefault((event.topic, event.partition), []).append(event.offset)
+            await asyncio.sleep(0)  # let the other instance interleave
+            await out.send(value={"id": event.value["id"]})
+
+    async with running(app):
+        for topic, base in ((first, 0), (second, 1000)):
+            for partition in (0, 1):
+                await produce(kafka_bootstrap, topic.name,
+                              [(None, json.dumps({"id": base + 100 * partition + i}).encode())
+                               for i in range(30)], partition=partition)
+        records = await wait_for_records(kafka_bootstrap, out.name, 120)
+    assert sorted(_ids(records)) == sorted(b + 100 * p + i for b in (0, 1000)
+                                           for p in (0, 1) for i in range(30))
+    assert set(seen) == {(t.name, p) for t in (first, second) for p in (0, 1)}
+    assert all(offsets == list(range(30)) for offsets in seen.values())
