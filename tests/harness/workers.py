@@ -1,5 +1,9 @@
 """``eoflow worker`` subprocesses for the harness: start, kill -9, SIGTERM, SIGSTOP/CONT.
 
+``Workers(system="faust")`` starts faust-streaming workers of ``faust_app`` instead (from
+the bench venv, ``$EO_FAUST_BIN``, default ``bench/.venv/bin/faust``), each with its own
+data directory and web port; everything else is the same.
+
 Each worker runs in its own session (process group), logs stdout+stderr to a file per
 start, and keeps its data directory per instance id across restarts. :meth:`Workers.close`
 (use the pool as a context manager) SIGKILLs whatever is still running, also on failure.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,10 +22,20 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "WorkerProc", "Workers"]
+__all__ = ["REPO_ROOT", "SYSTEMS", "WorkerProc", "Workers"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAULT_LINE = "eoflow: fault injected at"
+#: The systems the harness can run, and the log line that says a worker's signal
+#: handlers are installed (a SIGTERM before that kills it with the default action).
+SYSTEMS = {"eoflow": " starting (", "faust": "[^Worker]: Starting..."}
+FAUST_APP = "tests.harness.faust_app"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -61,6 +76,7 @@ class Workers:
     workdir: Path
     env: Mapping[str, str]
     app: str = "tests.harness.eo_app"
+    system: str = "eoflow"
     procs: list[WorkerProc] = field(default_factory=list)
     kills: int = 0
     starts: int = 0
@@ -82,16 +98,32 @@ class Workers:
         if fault:
             env["EOFLOW_FAULT"] = fault
             env["EOFLOW_FAULT_AFTER"] = str(fault_after)
-        cmd = [sys.executable, "-m", "eoflow.cli", "worker", "-A", self.app,
-               "--broker", f"kafka://{self.env['EO_BROKER_ADDR']}", "--datadir", str(datadir),
-               "--instance-id", instance_id, "--loglevel",
-               os.environ.get("EO_LOGLEVEL", "info")]
+        cmd = self._command(instance_id, datadir, env)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         worker = WorkerProc(instance_id, proc, log_path, datadir, fault)
         self.procs.append(worker)
         return worker
+
+    def _command(self, instance_id: str, datadir: Path, env: dict[str, str]) -> list[str]:
+        loglevel = os.environ.get("EO_LOGLEVEL", "info")
+        if self.system == "faust":
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+            faust = os.environ.get("EO_FAUST_BIN", str(REPO_ROOT / "bench/.venv/bin/faust"))
+            datadir.parent.mkdir(parents=True, exist_ok=True)  # faust makes one level only
+            return [faust, "-A", FAUST_APP, "--datadir", str(datadir), "worker",
+                    "-l", loglevel, "--web-port", str(_free_port())]
+        if self.system != "eoflow":
+            raise ValueError(f"unknown system {self.system!r}; use one of {list(SYSTEMS)}")
+        return [sys.executable, "-m", "eoflow.cli", "worker", "-A", self.app,
+                "--broker", f"kafka://{self.env['EO_BROKER_ADDR']}", "--datadir", str(datadir),
+                "--instance-id", instance_id, "--loglevel", loglevel]
+
+    def started(self, worker: WorkerProc) -> bool:
+        """Has the worker installed its signal handlers (logged its start line)?"""
+        return SYSTEMS[self.system] in worker.log()
 
     def alive(self) -> list[WorkerProc]:
         return [w for w in self.procs if w.alive]
@@ -115,7 +147,7 @@ class Workers:
         the default action, which says nothing about eoflow.
         """
         deadline = time.monotonic() + timeout
-        while worker.alive and " starting (" not in worker.log():
+        while worker.alive and not self.started(worker):
             if time.monotonic() > deadline:
                 return
             time.sleep(0.1)
@@ -129,7 +161,7 @@ class Workers:
 
     def dump_tasks(self, worker: WorkerProc) -> None:
         """Have the worker print its asyncio task stacks to its log (see eo_app)."""
-        if worker.alive and not worker.stopped and " starting (" in worker.log():
+        if worker.alive and not worker.stopped and self.started(worker):
             os.kill(worker.pid, signal.SIGUSR1)
 
     def stop(self, worker: WorkerProc) -> None:
