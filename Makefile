@@ -76,3 +76,14 @@ clean:
 	-@$(PYTHON) tools/kafka/kafkactl.py stop --datadir $(KAFKA_DATADIR) >/dev/null 2>&1
 	rm -rf $(VENV) .eoflow build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
+
+# Every harness scenario against eoflow and faust-streaming (exactly_once), one table
+# (docs/reliability.md). Optional, not part of `make test`; starts its own broker.
+# e.g. make reliability-faust RELIABILITY_RECORDS=3000 RELIABILITY_ARGS='--scenario poison'
+RELIABILITY_RECORDS ?= 3000
+RELIABILITY_SEED ?= 1
+RELIABILITY_ARGS ?=
+.PHONY: reliability-faust
+reliability-faust: venv kafka-libs $(BENCH_VENV)/.installed
+	$(VPY) -m tests.harness.compare --system eoflow --system faust \
+		--records $(RELIABILITY_RECORDS) --seed $(RELIABILITY_SEED) $(RELIABILITY_ARGS)
