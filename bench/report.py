@@ -253,12 +253,15 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
                                    session_of[id(r)])):
         rate = f"{r['rate']:,.0f}" if r.get("ok") else "failed"
         st = f"{r['startup_s']:.1f}" if r.get("startup_s") is not None else "–"
-        w(f"| {r['system']} | {r['workload']} | {_ms(r['interval'])} | {session_of[id(r)]} "
-          f"| {rate} | {r['output']:,} | {st} | {r['peak_rss_mb']:.0f} "
-          f"| {r['loadavg_1m']:.1f} | {r.get('eoflow_code') or ''} |"
-          if "loadavg_1m" in r else
-          f"| {rate} | {r['output']:,} | {st} | {r['peak_rss_mb']:.0f} | not recorded | "
-          f"{'not recorded' if r['system'].startswith('eoflow') else ''} |")
+        head = (f"| {r['system']} | {r['workload']} | {_ms(r['interval'])} "
+                f"| {session_of[id(r)]} | {rate} | {r['output']:,} | {st} "
+                f"| {r['peak_rss_mb']:.0f} ")
+        if "loadavg_1m" in r:
+            tail = f"| {r['loadavg_1m']:.1f} | {r.get('eoflow_code') or ''} |"
+        else:
+            tail = "| not recorded | " + (
+                "not recorded |" if r["system"].startswith("eoflow") else " |")
+        w(head + tail)
     w("")
 
     w("## Method\n")
