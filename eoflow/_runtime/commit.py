@@ -114,6 +114,14 @@ class Committer:
             fut = await self.producer.send(topic, value, key, partition, headers)
             self._interval.sends.append((fut, source))
 
+    async def flush_outputs(self) -> None:
+        """Hand the open output batches to the producer now (at-least-once latency).
+
+        Takes the lock: a commit must see every batch it has to wait for.
+        """
+        async with self.lock:
+            await self._batches.flush()
+
     async def dead_letter(self, letter: DeadLetter) -> None:
         """Send a poison record to ``{app_id}-dlq`` inside the open transaction."""
         rec = letter.record

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Consecutive aborted intervals after which the worker gives up (no progress is possible).
 MAX_CONSECUTIVE_ABORTS = 20
+#: At least once: how long an output may wait in an open batch before it is sent.
+OUTPUT_LINGER = 0.01
 
 
 def load_instance_id(datadir: Path, app_id: str) -> str:
@@ -136,7 +139,7 @@ class Worker:
         assert committer is not None and rebalance is not None
         consecutive_aborts = 0
         while True:
-            stopping = await self._wait_tick(committer.abort_requested)
+            stopping = await self._wait_tick(committer)
             if rebalance.fatal is not None:
                 raise rebalance.fatal
             if stopping:  # the final commit must not reopen dispatch behind it
@@ -161,15 +164,31 @@ class Worker:
                 self.state.to(WorkerState.STOPPING)
                 return
 
-    async def _wait_tick(self, abort_requested: asyncio.Event) -> bool:
+    async def _wait_tick(self, committer: Committer) -> bool:
+        """Wait for the next commit, a stop or an abort request; True when stopping.
+
+        At least once, outputs become visible when acknowledged, so meanwhile the open
+        output batches go to the producer every ``OUTPUT_LINGER`` instead of waiting for
+        the commit (exactly once they stay invisible until the commit anyway).
+        """
+        deadline = time.monotonic() + self.settings.commit_interval
+        linger = None if self.settings.exactly_once else OUTPUT_LINGER
+        while True:
+            remaining = max(deadline - time.monotonic(), 0.0)
+            timeout = remaining if linger is None else min(remaining, linger)
+            if await self._woken(committer.abort_requested, timeout) or timeout >= remaining:
+                return self._stop.is_set()
+            await committer.flush_outputs()
+
+    async def _woken(self, abort_requested: asyncio.Event, timeout: float) -> bool:
         waiters = [asyncio.ensure_future(e.wait()) for e in (self._stop, abort_requested)]
         try:
-            await asyncio.wait(waiters, timeout=self.settings.commit_interval,
-                               return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waiters, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
-        return self._stop.is_set()
+        return bool(done)
 
     async def _shutdown(self, consumer: Any, producer: TransactionalProducer) -> None:
         self.app._runtime = None
