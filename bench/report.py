@@ -279,7 +279,8 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
     w("make bench                                        # full: BENCH_RECORDS=1000000 "
       "BENCH_REPEATS=3")
     w("make bench BENCH_RECORDS=200000 BENCH_REPEATS=1   # smaller")
-    w("make bench BENCH_ARGS=--quick                     # smoke test, ~5 minutes")
+    w("make bench BENCH_ARGS=--quick                     # smoke test, ~5 minutes; "
+      "report in bench-results/<stamp>/")
     w("bench/.venv/bin/python -m bench.report bench-results/<stamp>/results.json  "
       "# report only")
     w("```\n")
