@@ -106,7 +106,8 @@ class Committer:
     async def _send(self, topic: str, key: bytes | None, value: bytes | None,
                     partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
                     source: PoisonKey | None) -> None:
-        await self.begin()
+        if self.state.state is not IntervalState.OPEN:
+            await self.begin()
         if self._batches.knows(topic):
             await self._batches.append(topic, key, value, partition, headers, source,
                                        alone=self._careful)

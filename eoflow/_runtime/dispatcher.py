@@ -231,16 +231,19 @@ async def seek_all(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int
 
 
 def _decode(topic: Topic[Any, Any], record: ConsumerRecord[bytes, bytes]) -> Event[Any, Any]:
-    where = f"{record.topic}[{record.partition}]@{record.offset}"
     try:
         key = None if record.key is None else topic.key_codec.loads(record.key)
     except Exception as exc:
-        raise SerializationError(
-            f"cannot decode key of {where} with {topic.key_codec.name}: {exc}") from exc
+        raise _undecodable("key", topic.key_codec.name, record, exc) from exc
     try:
         value = None if record.value is None else topic.value_codec.loads(record.value)
     except Exception as exc:
-        raise SerializationError(
-            f"cannot decode value of {where} with {topic.value_codec.name}: {exc}") from exc
+        raise _undecodable("value", topic.value_codec.name, record, exc) from exc
     return Event(key, value, record.topic, record.partition, record.offset,
-                 record.timestamp, tuple(record.headers or ()))
+                 record.timestamp, tuple(record.headers) if record.headers else ())
+
+
+def _undecodable(part: str, codec: str, record: ConsumerRecord[bytes, bytes],
+                 exc: Exception) -> SerializationError:
+    return SerializationError(f"cannot decode {part} of {record.topic}[{record.partition}]"
+                              f"@{record.offset} with {codec}: {exc}")

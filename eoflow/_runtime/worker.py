@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +72,6 @@ class Worker:
         """Ask the worker to commit what it has and stop (safe from a signal handler)."""
         self._stop.set()
 
-    # -- RuntimeHooks ---------------------------------------------------------------
-    async def send(self, topic: str, key: bytes | None, value: bytes | None,
-                   partition: int | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
-        if self.committer is None:
-            raise ConfigurationError("the worker is not running")
-        await self.committer.send(topic, key, value, partition, headers)
-
     # -- lifecycle ------------------------------------------------------------------
     async def run(self) -> None:
         """Start, process until stopped, commit, stop. Raises on a fatal error."""
@@ -109,7 +101,7 @@ class Worker:
                                    self.tables, topics.partitions, topics.max_bytes)
         self.rebalance = RebalanceHandler(self.committer, consumer, instance_id)
         subscribe(consumer, dispatcher.topics, self.rebalance)
-        self.app._runtime = self
+        self.app._runtime = self.committer  # topics and tables talk to it directly
         log.info("worker %s of app %s starting (%s, commit every %ss)", instance_id,
                  settings.app_id, settings.processing_guarantee, settings.commit_interval)
         try:
