@@ -74,7 +74,8 @@ class Row:
 
 
 def _summarize(text: str, limit: int = 160) -> str:
-    line = " ".join(text.split())
+    """The first line (a worker's log tail follows it), on one line, cut at ``limit``."""
+    line = " ".join(text.strip().splitlines()[0].split()) if text.strip() else ""
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
