@@ -41,7 +41,9 @@ async def soak(cfg: RunConfig, minutes: float, chaos: Chaos) -> ScenarioResult:
         deadline = time.monotonic() + minutes * 60
         last_restart = time.monotonic()
         extra: WorkerProc | None = None
-        while not run.driver.done and time.monotonic() < deadline:
+        # Chaos for the whole --minutes, also after the last input was produced: kills and
+        # restarts while draining still exercise restore and the commit cycle.
+        while time.monotonic() < deadline:
             await run.sleep(chaos.kill_every * 0.5, chaos.kill_every * 1.5)
             roll = run.rng.random()
             if time.monotonic() - last_restart > chaos.broker_restart_every:
@@ -108,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         broker = KafkaBroker(datadir=workdir / "kafka")
         try:
             broker.start(timeout=120)
-            # Produce over ~85% of the run so faults hit a live stream throughout.
-            rate = args.records / max(1.0, args.minutes * 60 * 0.85)
+            # Produce over ~95% of the run so faults hit a live stream throughout.
+            rate = args.records / max(1.0, args.minutes * 60 * 0.95)
             cfg = RunConfig(broker.bootstrap, workdir, f"soak-{int(time.time())}",
                             records=args.records, seed=args.seed, rate=rate, keys=1000,
                             drain_timeout=max(300.0, args.minutes * 20), broker=broker)
