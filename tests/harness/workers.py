@@ -160,8 +160,10 @@ class Workers:
         return self.wait(worker, timeout)
 
     def dump_tasks(self, worker: WorkerProc) -> None:
-        """Have the worker print its asyncio task stacks to its log (see eo_app)."""
-        if worker.alive and not worker.stopped and self.started(worker):
+        """Have the worker print its asyncio task stacks to its log (see eo_app).
+
+        eoflow only: faust_app has no SIGUSR1 handler (the signal would kill it)."""
+        if self.system == "eoflow" and worker.alive and not worker.stopped and self.started(worker):
             os.kill(worker.pid, signal.SIGUSR1)
 
     def stop(self, worker: WorkerProc) -> None:
