@@ -73,6 +73,8 @@ class Committer:
         #: Send record by record until the next commit: a batch with records of several
         #: events failed, and the retry must find the event to blame.
         self._careful = False
+        #: A commit's store apply did not complete: stores are behind their changelogs.
+        self._stores_behind = False
 
     # -- the open interval ----------------------------------------------------------
     async def begin(self) -> None:
@@ -200,7 +202,9 @@ class Committer:
         self._batches.reset()
         self._forget_committed_failures(offsets)
         self.dispatcher.next_offsets.clear()
+        self._stores_behind = True  # until apply completes: the changelog is ahead
         await self.tables.apply()
+        self._stores_behind = False
         self.dispatcher.open()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("committed %d sends, %d partitions: barrier %.1fms flush %.1fms "
@@ -297,7 +301,9 @@ class Committer:
         is unknown, rewinds to the stable committed offsets and restarts the agents.
         Raises :class:`ProducerFencedError` when a newer instance owns the transactional id.
         """
-        unknown_outcome = self.state.is_(IntervalState.COMMITTING)
+        # The stores may be behind their changelogs: the commit's outcome is unknown, or
+        # it committed and writing the stores failed.
+        catch_up = self.state.is_(IntervalState.COMMITTING) or self._stores_behind
         timed_out = time.monotonic() - self._interval.started > self.settings.transaction_timeout
         if not self.state.is_(IntervalState.ABORTING):
             self.state.to(IntervalState.ABORTING)
@@ -316,9 +322,10 @@ class Committer:
                 "every worker its own --instance-id / --datadir.") from reason
         if self.settings.exactly_once:
             await self._retrying("recreating the producer", self.producer.reset)
-        if unknown_outcome:
+        if catch_up:
             await self._retrying("catching tables up with their changelogs",
                                  self.tables.catch_up)
+            self._stores_behind = False
         if rewind:
             await self._retrying("rewinding to the committed offsets", self._rewind)
         self.state.to(IntervalState.IDLE)

@@ -264,3 +264,47 @@ async def test_agent_over_several_topics_with_concurrency_keeps_partition_order(
                                            for p in (0, 1) for i in range(30))
     assert set(seen) == {(t.name, p) for t in (first, second) for p in (0, 1)}
     assert all(offsets == list(range(30)) for offsets in seen.values())
+
+
+async def test_a_failed_store_write_after_commit_catches_the_table_up(
+        kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EndTxn succeeded, then writing RocksDB failed: the table must not lose the
+    committed writes (it is caught up from its changelog before going on), even when
+    the next interval aborts and throws its own overlay away."""
+    from eoflow._state.overlay import Overlay
+
+    real_commit_to_store = Overlay.commit_to_store
+    failures = []
+
+    def flaky_commit_to_store(self: Overlay) -> None:
+        if not failures and not self.is_empty:
+            failures.append(1)
+            raise OSError("disk full (injected)")
+        real_commit_to_store(self)
+
+    monkeypatch.setattr(Overlay, "commit_to_store", flaky_commit_to_store)
+    app = _app(kafka_bootstrap, tmp_path, commit_interval=0.2)
+    src = app.topic(f"{app.id}-in", partitions=1)
+    out = app.topic(f"{app.id}-out", partitions=1)
+    counts = app.Table("counts", default=int)
+
+    raised: list[int] = []
+
+    @app.agent(src)
+    async def count(stream: eoflow.Stream[bytes, Any]) -> None:
+        async for key, value in stream.items():
+            counts[key.decode()] += 1
+            if value["id"] == 25 and not raised:
+                raised.append(1)
+                raise RuntimeError("abort the interval after the failed store write")
+            await out.send(key=key, value={"id": value["id"], "count": counts[key.decode()]})
+
+    async with running(app):
+        await produce(kafka_bootstrap, src.name,
+                      [(b"k", json.dumps({"id": i}).encode()) for i in range(20)])
+        await asyncio.sleep(1.0)
+        await produce(kafka_bootstrap, src.name,
+                      [(b"k", json.dumps({"id": i}).encode()) for i in range(20, 40)])
+        records = await wait_for_records(kafka_bootstrap, out.name, 40)
+    assert failures, "the injected failure never happened"
+    assert [json.loads(r.value)["count"] for r in records] == list(range(1, 41))
