@@ -139,8 +139,10 @@ class Dispatcher:
     async def run(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             await self._gate.wait()
-            await self._apply_rewind(consumer)
+            # The epoch is taken before seeking: a rewind requested while a seek awaits
+            # must drop the batch fetched next, and is applied on the next turn.
             epoch = self._epoch
+            await self._apply_rewind(consumer)
             batch = await consumer.getmany(timeout_ms=100, max_records=self._batch_size)
             for tp, records in batch.items():
                 for record in records:
