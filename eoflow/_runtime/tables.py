@@ -108,7 +108,11 @@ class TableManager:
                 if partition >= self._counts[name] or (name, partition) in self._overlays:
                     continue
                 store = await asyncio.to_thread(self._open_store, table, partition)
-                await self._restore(name, partition, store)
+                try:
+                    await self._restore(name, partition, store)
+                except BaseException:
+                    store.close()  # a retry must be able to open it again (RocksDB lock)
+                    raise
                 self._overlays[(name, partition)] = Overlay(store)
 
     def _open_store(self, table: Table[Any, Any], partition: int) -> PartitionStore:
