@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 #: Consecutive aborted intervals after which the worker gives up (no progress is possible).
 MAX_CONSECUTIVE_ABORTS = 20
-#: At least once: how long an output may wait in an open batch before it is sent.
+#: How long an output may wait in an open batch before it is handed to the producer.
 OUTPUT_LINGER = 0.01
 
 
@@ -159,15 +159,15 @@ class Worker:
     async def _wait_tick(self, committer: Committer) -> bool:
         """Wait for the next commit, a stop or an abort request; True when stopping.
 
-        At least once, outputs become visible when acknowledged, so meanwhile the open
-        output batches go to the producer every ``OUTPUT_LINGER`` instead of waiting for
-        the commit (exactly once they stay invisible until the commit anyway).
+        Meanwhile the open output batches go to the producer every ``OUTPUT_LINGER``: at
+        least once, outputs become visible when acknowledged and must not wait for the
+        commit; exactly once, they stay invisible until EndTxn, but sending them during
+        the interval leaves the barrier only the last few milliseconds to flush.
         """
         deadline = time.monotonic() + self.settings.commit_interval
-        linger = None if self.settings.exactly_once else OUTPUT_LINGER
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
-            timeout = remaining if linger is None else min(remaining, linger)
+            timeout = min(remaining, OUTPUT_LINGER)
             if await self._woken(committer.abort_requested, timeout) or timeout >= remaining:
                 return self._stop.is_set()
             await committer.flush_outputs()
