@@ -361,9 +361,3 @@ class Committer:
         except Exception as exc:
             raise translate_kafka_error(exc, "fetching committed offsets") from exc
         self.dispatcher.rewind({tp: off for tp, off in offsets.items()})
-
-
-def describe_offsets(offsets: dict[TopicPartition, int]) -> str:
-    """``topic[p]=offset`` pairs for log lines."""
-    return ", ".join(f"{tp.topic}[{tp.partition}]={o}" for tp, o in sorted(offsets.items()))
-

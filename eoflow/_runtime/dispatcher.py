@@ -86,7 +86,6 @@ class Dispatcher:
         #: event's offset is committed).
         self.failures: dict[PoisonKey, int] = {}
         self.last_errors: dict[PoisonKey, str] = {}
-        self.dispatched = 0
 
     @property
     def topics(self) -> list[str]:
@@ -218,7 +217,6 @@ class Dispatcher:
                  events: int) -> None:
         self._supervisor.in_flight.add(events)
         self.next_offsets[tp] = record.offset + 1
-        self.dispatched += 1
 
 
 async def seek_all(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

@@ -72,9 +72,6 @@ class InFlight:
         await self._idle.wait()
 
 
-_END = object()
-
-
 class Stream(Generic[KT, VT]):
     """What an agent iterates: ``async for value in stream``, ``stream.items()``,
     ``stream.events()``."""
@@ -95,8 +92,6 @@ class Stream(Generic[KT, VT]):
             item = self._queue.get_nowait()
         except asyncio.QueueEmpty:
             item = await self._queue.get()
-        if item is _END:
-            raise StopAsyncIteration
         self._current = item
         current_event.set(item)
         return item  # type: ignore[no-any-return]
@@ -116,30 +111,17 @@ class Stream(Generic[KT, VT]):
 
     async def _values(self) -> AsyncIterator[VT]:
         while True:
-            try:
-                event = await self._next()
-            except StopAsyncIteration:
-                return
+            event = await self._next()
             yield event.value
 
     async def items(self) -> AsyncIterator[tuple[KT, VT]]:
         """Yield ``(key, value)`` pairs."""
         while True:
-            try:
-                event = await self._next()
-            except StopAsyncIteration:
-                return
+            event = await self._next()
             yield event.key, event.value
 
     async def events(self) -> AsyncIterator[Event[KT, VT]]:
         """Yield whole events with topic, partition, offset and headers."""
         while True:
-            try:
-                event = await self._next()
-            except StopAsyncIteration:
-                return
+            event = await self._next()
             yield event
-
-    @staticmethod
-    def end_marker() -> object:
-        return _END

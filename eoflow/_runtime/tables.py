@@ -61,8 +61,9 @@ class TableManager:
         self._settings = settings
         self._tables = tables
         self._counts = partition_counts
-        self._limits = {name: max_bytes.get(settings.changelog_topic(name),
-                                            DEFAULT_MAX_MESSAGE_BYTES) for name in tables}
+        self._changelogs = {name: settings.changelog_topic(name) for name in tables}
+        self._limits = {name: max_bytes.get(topic, DEFAULT_MAX_MESSAGE_BYTES)
+                        for name, topic in self._changelogs.items()}
         self._overlays: dict[tuple[str, int], Overlay] = {}
         self._dirty: set[tuple[str, int]] = set()
         self._flushed: list[_Flushed] = []
@@ -82,8 +83,8 @@ class TableManager:
 
     def set(self, table: str, partition: int, key: bytes, value: bytes | None) -> None:
         overlay = self._overlay(table, partition)
-        check_record_size(self._settings.changelog_topic(table), partition, key,
-                          record_size(key, value), self._limits[table])
+        check_record_size(self._changelogs[table], partition, key, record_size(key, value),
+                          self._limits[table])
         if value is None:
             overlay.delete(key)
         else:
@@ -124,7 +125,7 @@ class TableManager:
         return open_or_rebuild(path, identity, logger=log)
 
     async def _restore(self, table: str, partition: int, store: PartitionStore) -> None:
-        tp = TopicPartition(self._settings.changelog_topic(table), partition)
+        tp = TopicPartition(self._changelogs[table], partition)
         await restore_partition(self._settings.bootstrap, tp, store, logger=log)
 
     async def catch_up(self) -> None:
@@ -157,7 +158,7 @@ class TableManager:
             writes = overlay.writes()
             if not writes:
                 continue
-            topic = self._settings.changelog_topic(table)
+            topic = self._changelogs[table]
             batches = await send(topic, partition, writes.items(), self._limits[table])
             futures.extend(fut for fut, _ in batches)
             self._flushed.append(_Flushed(overlay, *batches[-1]))

@@ -61,13 +61,6 @@ class Worker:
         self.rebalance: RebalanceHandler | None = None
         self._tables: TableManager | None = None
 
-    @property
-    def tables(self) -> TableManager:
-        """The running worker's table state (the backend of :class:`eoflow.Table`)."""
-        if self._tables is None:
-            raise ConfigurationError("the worker is not running")
-        return self._tables
-
     def stop(self) -> None:
         """Ask the worker to commit what it has and stop (safe from a signal handler)."""
         self._stop.set()
@@ -79,8 +72,9 @@ class Worker:
         self.state.to(WorkerState.STARTING)
         instance_id = settings.instance_id or load_instance_id(settings.datadir, settings.app_id)
         topics = await self._ensure_topics()
-        self._tables = TableManager(settings, self.app.tables,
-                                    self._table_partitions(topics.partitions), topics.max_bytes)
+        tables = self._tables = TableManager(
+            settings, self.app.tables, self._table_partitions(topics.partitions),
+            topics.max_bytes)
         producer = TransactionalProducer(
             settings.bootstrap, f"{settings.app_id}-{instance_id}",
             transactional=settings.exactly_once,
@@ -98,7 +92,7 @@ class Worker:
             session_timeout_ms=int(settings.session_timeout * 1000),
             max_poll_interval_ms=int(settings.max_poll_interval * 1000))
         self.committer = Committer(settings, producer, consumer, dispatcher, supervisor,
-                                   self.tables, topics.partitions, topics.max_bytes)
+                                   tables, topics.partitions, topics.max_bytes)
         self.rebalance = RebalanceHandler(self.committer, consumer, instance_id)
         subscribe(consumer, dispatcher.topics, self.rebalance)
         self.app._runtime = self.committer  # topics and tables talk to it directly
