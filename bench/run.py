@@ -304,7 +304,7 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
                               "interval": interval, "rep": rep, "expected": args.records,
                               "run": name}
     try:
-        timeout = max(120.0, args.records / 1000.0)
+        timeout = max(120.0, args.records / 500.0)  # faust runs at ~2k rec/s
         t_done = await reader.wait_for(args.records, timeout, proc.alive)
         if t_done is not None:
             await asyncio.sleep(args.grace)  # count any extra (duplicate) records
