@@ -9,7 +9,6 @@ observations: profiles, peer quirks) is appended verbatim.
 from __future__ import annotations
 
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any

@@ -273,7 +273,8 @@ def system_env(args: argparse.Namespace, system: str, workload: str, interval: f
         "BENCH_APP_ID": app_id, "BENCH_WORKLOAD": workload, "BENCH_INTERVAL": str(interval),
         "BENCH_GUARANTEE": SYSTEMS[system]["guarantee"], "BENCH_PARTITIONS": str(args.partitions),
         "BENCH_DATADIR": str(workdir / "data"), "BENCH_MARK": str(workdir / "first"),
-        "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": f"{args.eoflow_src}:{ROOT}" if args.eoflow_src else str(ROOT),
+        "PYTHONUNBUFFERED": "1",
     })
     if system.startswith("eoflow"):
         env["EOFLOW_BROKER"] = f"kafka://{args.bootstrap}"
@@ -281,7 +282,7 @@ def system_env(args: argparse.Namespace, system: str, workload: str, interval: f
 
 
 def run_name(system: str, workload: str, interval: float, rep: int) -> str:
-    ms = int(round(interval * 1000))
+    ms = round(interval * 1000)
     return f"{system}.{workload}.{ms}ms.r{rep}.{uuid.uuid4().hex[:6]}"
 
 
@@ -415,11 +416,14 @@ def _tail(path: Path, n: int = 15) -> str:
 
 # ---------------------------------------------------------------- machine and versions
 
+EOFLOW_SRC = ROOT  # the tree whose eoflow/ the eoflow systems import (--eoflow-src)
+
+
 def eoflow_code() -> str:
     """HEAD plus a digest of uncommitted eoflow/ changes: eoflow may change between runs."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=EOFLOW_SRC,
                           capture_output=True, text=True).stdout.strip()
-    diff = subprocess.run(["git", "diff", "HEAD", "--", "eoflow"], cwd=ROOT,
+    diff = subprocess.run(["git", "diff", "HEAD", "--", "eoflow"], cwd=EOFLOW_SRC,
                           capture_output=True).stdout
     if diff:
         import hashlib
@@ -451,9 +455,9 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=EOFLOW_SRC,
                          capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "eoflow"], cwd=ROOT,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "eoflow"], cwd=EOFLOW_SRC,
                            capture_output=True, text=True).stdout.split("\n")
     if any(line.strip() for line in dirty):
         git += " + uncommitted changes to " + ", ".join(
@@ -533,10 +537,19 @@ def main() -> None:
     ap.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                     help="write docs/benchmarks.md and docs/benchmarks.png at the end")
     ap.add_argument("--keep-data", action="store_true")
+    ap.add_argument("--eoflow-src", type=Path,
+                    help="a checkout of another eoflow commit (git worktree) whose eoflow/ "
+                         "the eoflow systems run, for before/after comparisons")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 20k records, 1 repeat, 5 s latency at 1000/s; the "
                          "report goes to the results directory, not docs/")
     args = ap.parse_args()
+    if args.eoflow_src:
+        global EOFLOW_SRC
+        args.eoflow_src = args.eoflow_src.resolve()
+        if not (args.eoflow_src / "eoflow" / "__init__.py").exists():
+            ap.error(f"--eoflow-src {args.eoflow_src}: no eoflow/ package there")
+        EOFLOW_SRC = args.eoflow_src
     if args.quick:
         args.records, args.repeats = 20_000, 1
         args.latency_rate, args.latency_seconds = 1000, 5
