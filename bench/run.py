@@ -455,19 +455,12 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=EOFLOW_SRC,
-                         capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "eoflow"], cwd=EOFLOW_SRC,
-                           capture_output=True, text=True).stdout.split("\n")
-    if any(line.strip() for line in dirty):
-        git += " + uncommitted changes to " + ", ".join(
-            line[3:] for line in dirty if line.strip())
     return {
         "python": platform.python_version(), "platform": platform.platform(),
         "cpu": cpu, "cpus": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "java": java.splitlines()[0] if java else "?", "kafka": "3.9.2 (tools/kafka/kafkactl.py)",
-        "versions": versions, "git": git, "argv": sys.argv[1:],
+        "versions": versions, "git": eoflow_code(), "argv": sys.argv[1:],
         "records": args.records, "repeats": args.repeats, "partitions": args.partitions,
         "intervals": args.intervals, "latency_rate": args.latency_rate,
         "latency_seconds": args.latency_seconds, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
