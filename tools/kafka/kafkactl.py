@@ -190,7 +190,13 @@ def _cmdline(pid: int) -> str:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka cluster id (base64url of a UUID). Like Kafka's ``Uuid.randomUuid()``,
+    never one starting with "-": StorageTool's argument parser would read it as an option
+    (about 1 start in 64 failed with "argument --cluster-id/-t: expected one argument")."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 # Runs in a tiny separate Python process next to every broker owned by a Python process.
