@@ -33,8 +33,8 @@ from aiokafka.structs import TopicPartition
 from eoflow._state import RocksDBPartitionStore, StoreIdentity, restore_partition, store_path
 from eoflow._state.rocksdb import read_identity
 
+from .app_common import fold
 from .driver import POISON_KINDS, Input
-from .eo_app import fold
 from .kafka_io import Record, TopicRead, read_topic
 
 __all__ = ["OracleResult", "Topics", "check"]
