@@ -30,9 +30,12 @@ from aiokafka.structs import TopicPartition  # noqa: E402
 
 import eoflow  # noqa: E402
 from eoflow._state import RocksDBPartitionStore, StoreIdentity, store_path  # noqa: E402
-from eoflow._state.restore import restore_partition  # noqa: E402
 from eoflow._transport.admin import TopicSpec, ensure_topics  # noqa: E402
-from eoflow.testing import produce, running  # noqa: E402
+from eoflow.testing import (  # noqa: E402
+    produce,
+    restore_partition,
+    running,
+)
 from tools.kafka.kafkactl import KafkaBroker  # noqa: E402
 
 PARTITIONS = 8

@@ -14,8 +14,8 @@
 
 from eoflow import errors
 from eoflow._app import AgentHandle, App
-from eoflow._runtime.stream import Event, Stream
 from eoflow._settings import Settings
+from eoflow._stream import Event, Stream
 from eoflow._table import Table
 from eoflow._topic import Topic
 

@@ -14,7 +14,7 @@ from eoflow._topic import Topic
 from eoflow.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from eoflow._runtime.stream import Stream
+    from eoflow._stream import Stream
 
 __all__ = ["AgentFun", "AgentHandle", "AgentSpec", "App", "RuntimeHooks"]
 

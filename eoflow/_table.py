@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from eoflow._runtime.stream import current_event
 from eoflow._serde import Codec, codec_for
+from eoflow._stream import Event, current_event
 from eoflow.errors import ConfigurationError, TableUsageError
 
 if TYPE_CHECKING:
@@ -28,6 +28,10 @@ _MISSING = object()
 class TableBackend(Protocol):
     """What the running worker provides to tables (see ``eoflow._runtime.tables``)."""
 
+    def partition_of(self, table: str, event: Event[Any, Any]) -> int:
+        """The table partition for ``event``; refuses a topic not co-partitioned."""
+        ...
+
     def get(self, table: str, partition: int, key: bytes) -> bytes | None: ...
 
     def set(self, table: str, partition: int, key: bytes, value: bytes | None) -> None: ...
@@ -40,7 +44,8 @@ class TableBackend(Protocol):
 class Table(MutableMapping[KT, VT], Generic[KT, VT]):
     """A keyed table; use it from an agent while it processes an event.
 
-    Outside an event (for example at start-up) name the partition: ``table.partition(3)``.
+    A write belongs to the transaction of the event being processed, so writes happen
+    only there. Outside an event, ``table.partition(3)`` reads one partition.
     """
 
     def __init__(
@@ -68,7 +73,8 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
 
     # -- partition resolution -------------------------------------------------------
     def partition(self, partition: int) -> Table[KT, VT]:
-        """A view of this table bound to one partition, for use outside an event."""
+        """A view of this table bound to one partition: reads anywhere, writes only from an
+        agent processing an event (they join that event's transaction)."""
         view: Table[KT, VT] = Table.__new__(Table)
         view.__dict__.update(self.__dict__)
         view._fixed_partition = partition
@@ -82,9 +88,9 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         if event is None:
             raise TableUsageError(
                 f"table {self.name!r}: {action} key {key!r} outside an event; eoflow cannot "
-                f"tell which partition this belongs to. Use {self.name}.partition(N) to name "
+                f"tell which partition this belongs to. Use {self.name}.partition(N) to read "
                 "it, or use the table from an agent while it processes an event")
-        return event.partition
+        return self._backend().partition_of(self.name, event)
 
     def _backend(self) -> TableBackend:
         runtime = self.app._runtime or self.app._require_runtime(f"use table {self.name!r}")

@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
@@ -21,8 +22,10 @@ from aiokafka.structs import TopicPartition
 from eoflow._app import App
 from eoflow._runtime.worker import Worker
 from eoflow._settings import Settings
+from eoflow._state import PartitionStore, RestoreStats, restore
 
-__all__ = ["Record", "produce", "read_committed", "running", "wait_for_records"]
+__all__ = ["Record", "produce", "read_committed", "restore_partition", "running",
+           "wait_for_records"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +124,14 @@ async def wait_for_records(bootstrap: str, topic: str, count: int, *,
         if len(records) >= count or time.monotonic() > deadline:
             return records
         await asyncio.sleep(0.2)
+
+
+async def restore_partition(bootstrap: str, changelog: tuple[str, int], store: PartitionStore,
+                            **options: Any) -> RestoreStats:
+    """Restore ``store`` from changelog partition ``(topic, partition)`` as a worker does
+    (``read_committed``, up to the high watermark); ``options`` go to the restore."""
+    from eoflow._transport.changelog import KafkaChangelogReader
+
+    topic, partition = changelog
+    async with KafkaChangelogReader(bootstrap) as reader:
+        return await restore(reader, topic, partition, store, **options)

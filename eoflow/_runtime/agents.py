@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eoflow._app import AgentSpec
-
-from .stream import Event, InFlight, Stream, current_agent
+from eoflow._stream import Event, InFlight, Stream
 
 __all__ = ["AgentInstance", "AgentSupervisor", "FailureHandler"]
 
@@ -75,9 +74,9 @@ class AgentSupervisor:
         instance.task = self._group.create_task(self._run(instance), name=instance.name)
 
     async def _run(self, instance: AgentInstance) -> None:
-        current_agent.set(instance.spec.name)
         while True:
-            stream: Stream[Any, Any] = Stream(instance.queue, self.in_flight)
+            stream: Stream[Any, Any] = Stream(instance.queue, self.in_flight, instance.spec.name)
+            stream.bind()
             instance.stream = stream
             try:
                 await instance.spec.fun(stream)
@@ -113,6 +112,17 @@ class AgentSupervisor:
             await asyncio.wait(tasks)
         for instance in self._all():
             instance.task = None
+            if instance.stream is not None:
+                instance.stream.close()  # tasks spawned for its event can no longer send
             while not instance.queue.empty():
                 instance.queue.get_nowait()
         self.in_flight.reset()
+
+    def held_events(self) -> list[tuple[AgentInstance, Event[Any, Any], float]]:
+        """``(instance, event, seconds in hand)`` of every event an agent is processing."""
+        held = []
+        for instance in self._all():
+            stream = instance.stream
+            if stream is not None and stream.current_event is not None:
+                held.append((instance, stream.current_event, stream.held_for))
+        return held

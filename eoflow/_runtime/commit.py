@@ -1,7 +1,8 @@
 """The commit cycle: the one place where an interval is committed or aborted.
 
-One :class:`Committer` per worker; a lock makes sure one commit or abort runs at a time
-(the commit timer, an agent failure and a rebalance all go through it).
+One :class:`Committer` per worker. Its lock makes sure one commit or abort runs at a time
+(the commit timer, an agent failure and a rebalance all go through :meth:`finish`, the one
+commit-or-abort policy).
 """
 
 from __future__ import annotations
@@ -9,339 +10,331 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 
 from eoflow._settings import Settings
 from eoflow._state import fault_point
-from eoflow._transport.batching import OutputBatches
-from eoflow._transport.consumer import fetch_stable_offsets
-from eoflow._transport.producer import SendFuture, TransactionalProducer, translate_kafka_error
-from eoflow._transport.protocol import GroupMetadata
+from eoflow._stream import Event
+from eoflow._transport.base import GroupConsumer, GroupMetadata, Producer, TopicPartition
+from eoflow._transport.batching import SentBatch
+from eoflow._transport.errors import translate
 from eoflow.errors import (
-    AgentError,
     CommitFailedError,
+    ConfigurationError,
     EoflowError,
     ProducerFencedError,
-    SerializationError,
     TransactionAbortedError,
 )
 
-from .agents import AgentSupervisor
-from .dispatcher import DeadLetter, Dispatcher, PoisonKey
-from .lifecycle import IntervalState, Lifecycle
-from .stream import current_agent, current_event
+from .agents import AgentInstance, AgentSupervisor
+from .dispatcher import Dispatcher
+from .interval import Interval
+from .lifecycle import IntervalState
+from .poison import PoisonKey, PoisonLedger
+from .sender import Sender
 from .tables import TableManager
 
-__all__ = ["Committer"]
+__all__ = ["MAX_CONSECUTIVE_ABORTS", "Committer"]
 
 log = logging.getLogger(__name__)
 
-@dataclass
-class _Interval:
-    """Bookkeeping of the open transaction."""
-
-    started: float = field(default_factory=time.monotonic)
-    sends: list[tuple[SendFuture, PoisonKey | None]] = field(default_factory=list)
+#: Consecutive aborted intervals after which the worker gives up (no progress is possible).
+MAX_CONSECUTIVE_ABORTS = 20
+#: Share of ``transaction_timeout`` (from the interval's start) the barrier may wait.
+BARRIER_SHARE = 0.8
+#: Longest single try of a recovery step (the broker may be restarting).
+STEP_TIMEOUT = 30.0
 
 
 class Committer:
-    """Commits or aborts the current interval; the steps are in :meth:`commit`."""
+    """Commits or aborts the open interval; the steps are in :meth:`commit` and
+    :meth:`abort`."""
 
-    def __init__(self, settings: Settings, producer: TransactionalProducer,
-                 consumer: AIOKafkaConsumer, dispatcher: Dispatcher,
-                 supervisor: AgentSupervisor, tables: TableManager,
-                 partition_counts: Mapping[str, int], max_bytes: Mapping[str, int]) -> None:
+    def __init__(self, settings: Settings, producer: Producer, consumer: GroupConsumer,
+                 sender: Sender, dispatcher: Dispatcher, supervisor: AgentSupervisor,
+                 tables: TableManager, poison: PoisonLedger, lock: asyncio.Lock) -> None:
         self.settings = settings
-        self.producer = producer
-        self.consumer = consumer
-        self.dispatcher = dispatcher
-        self.supervisor = supervisor
-        self.tables = tables
-        self.lock = asyncio.Lock()
-        self.state = Lifecycle.interval()
+        self._producer = producer
+        self._consumer = consumer
+        self._sender = sender
+        self._dispatcher = dispatcher
+        self._supervisor = supervisor
+        self._tables = tables
+        self._poison = poison
+        self.lock = lock
+        #: The generation the commits fence with; None between revoke and assignment.
         self.group: GroupMetadata | None = None
+        #: Committed offsets of the assigned partitions (what an interval that consumed
+        #: nothing sends with its TxnOffsetCommit, for the generation check).
+        self.committed: dict[TopicPartition, int] = {}
         self.commits = 0
         self.aborts = 0
-        self._interval = _Interval()
-        self._agent_failed = asyncio.Event()
-        self._batches = OutputBatches(producer, partition_counts, max_bytes)
-        #: Send record by record until the next commit: a batch with records of several
-        #: events failed, and the retry must find the event to blame.
-        self._careful = False
-        #: A commit's store apply did not complete: stores are behind their changelogs.
-        self._stores_behind = False
+        self._consecutive_aborts = 0
+        self._abort_requested = asyncio.Event()
+        #: An error that must stop the worker (raised by the control loop).
+        self.fatal: BaseException | None = None
 
-    # -- the open interval ----------------------------------------------------------
-    async def begin(self) -> None:
-        """Open the interval's transaction if it is not open yet (lazily, on first use)."""
-        if self.state.is_(IntervalState.IDLE):
-            if self.settings.exactly_once:
-                await self.producer.begin()
-            self.state.to(IntervalState.OPEN)
-            self._interval = _Interval()
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the interval's transaction is open (sends may go straight in)."""
-        return self.state.state is IntervalState.OPEN
-
-    async def send(self, topic: str, key: bytes | None, value: bytes | None,
-                   partition: int | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
-        """Add a record to the open transaction; remember which event caused it.
-
-        Agents cannot send during a commit (the barrier waits for them); any other task
-        waits for a running commit, so its record belongs to the next transaction.
-        """
-        event, agent = current_event.get(), current_agent.get()
-        if agent is None:
-            async with self.lock:
-                await self._send(topic, key, value, partition, headers, None)
-            return
-        source = None if event is None else (agent, event.topic, event.partition, event.offset)
-        await self._send(topic, key, value, partition, headers, source)
-
-    async def _send(self, topic: str, key: bytes | None, value: bytes | None,
-                    partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
-                    source: PoisonKey | None) -> None:
-        if self.state.state is not IntervalState.OPEN:
-            await self.begin()
-        if self._batches.knows(topic):
-            await self._batches.append(topic, key, value, partition, headers, source,
-                                       alone=self._careful)
-        else:
-            fut = await self.producer.send(topic, value, key, partition, headers)
-            self._interval.sends.append((fut, source))
-
-    async def flush_outputs(self) -> None:
-        """Hand the open output batches to the producer now (at-least-once latency).
-
-        Takes the lock: a commit must see every batch it has to wait for.
-        """
-        async with self.lock:
-            await self._batches.flush()
-
-    async def dead_letter(self, letter: DeadLetter) -> None:
-        """Send a poison record to ``{app_id}-dlq`` inside the open transaction."""
-        rec = letter.record
-        log.error("dead-lettering %s[%d]@%d for agent %s: %s",
-                  rec.topic, rec.partition, rec.offset, letter.agent, letter.error)
-        if self.settings.on_error == "fail":
-            error = AgentError if letter.agent_failed else SerializationError
-            raise error(
-                f"{rec.topic}[{rec.partition}]@{rec.offset} (key {rec.key!r}) failed in agent "
-                f"{letter.agent}: {letter.error}; on_error='fail' stops the worker")
-        headers = [("eoflow.topic", rec.topic.encode()),
-                   ("eoflow.partition", str(rec.partition).encode()),
-                   ("eoflow.offset", str(rec.offset).encode()),
-                   ("eoflow.agent", letter.agent.encode()),
-                   ("eoflow.error", letter.error.encode()[:4000])]
-        await self.begin()
-        fut = await self.producer.send(self.settings.dlq_topic, rec.value, rec.key, None, headers)
-        self._interval.sends.append((fut, None))
-
-    def agent_failed(self, key: PoisonKey | None, exc: BaseException) -> None:
-        """An agent raised: count it against its event and ask for an abort."""
-        if key is not None:
-            self.dispatcher.failures[key] = self.dispatcher.failures.get(key, 0) + 1
-            self.dispatcher.last_errors[key] = f"{type(exc).__name__}: {exc}"
-            log.warning("agent %s failed on %s[%d]@%d (try %d of %d): %r", key[0], key[1],
-                        key[2], key[3], self.dispatcher.failures[key],
-                        self.settings.max_retries, exc)
-        else:
-            log.warning("agent failed outside an event: %r", exc)
-        self._agent_failed.set()
-
+    # -- failures reported from elsewhere ---------------------------------------------
     @property
     def abort_requested(self) -> asyncio.Event:
-        return self._agent_failed
+        return self._abort_requested
+
+    def failed(self, error: BaseException, fatal: bool) -> None:
+        """A send, a write or an agent failed: abort the interval soon; stop if fatal."""
+        if fatal and self.fatal is None:
+            self.fatal = error
+        self._abort_requested.set()
+
+    def agent_failed(self, instance: AgentInstance, event: Event[Any, Any] | None,
+                     exc: BaseException) -> None:
+        """An agent raised: count it against its event (or stop: the app is wrong)."""
+        if isinstance(exc, ConfigurationError):
+            self.failed(exc, True)
+            return
+        if event is not None:
+            self._poison.failed(
+                PoisonKey(instance.spec.name, event.topic, event.partition, event.offset), exc)
+        else:
+            log.warning("agent %s failed outside an event: %r", instance.name, exc)
+        self._abort_requested.set()
+
+    # -- the one policy -----------------------------------------------------------------
+    async def finish(self, *, rewind: bool = True) -> None:
+        """Commit the open interval; if that fails, abort it. Caller holds :attr:`lock`.
+
+        The worker's loop and the revoke handler both end intervals here. Raises only what
+        must stop the worker: a non-retriable eoflow error (fencing by a newer instance
+        included, raised by :meth:`abort`), or too many aborts in a row.
+        """
+        if self.fatal is not None:
+            raise self.fatal
+        try:
+            await self.commit()
+            self._consecutive_aborts = 0
+            return
+        except EoflowError as exc:
+            # ProducerFencedError goes to abort, which tells a fencing by a newer instance
+            # (stop) from the broker aborting a timed-out transaction (go on).
+            if not exc.retriable and not isinstance(exc, ProducerFencedError):
+                raise
+            error: BaseException = exc
+        except Exception as exc:  # an unexpected error still must not commit
+            error = exc
+        self._consecutive_aborts += 1
+        await self.abort(error, rewind=rewind)
+        if self._consecutive_aborts > MAX_CONSECUTIVE_ABORTS:
+            raise EoflowError(
+                f"{self._consecutive_aborts} intervals in a row aborted; stopping. Last "
+                f"reason: {error}")
 
     # -- commit ---------------------------------------------------------------------
     async def commit(self) -> None:
         """Commit the open interval. Caller holds :attr:`lock`.
 
-        1. Barrier: stop dispatch; wait until agents processed every event handed out.
-        2. Flush: send the tables' changelog records; await and check every send.
-        3. Offsets: the processed offsets (+1) with the group's generation (KIP-447).
+        1. Barrier: stop dispatch; wait until agents processed every event handed out
+           (and sends of tasks they spawned returned), at most until 80% of
+           ``transaction_timeout`` after the interval began.
+        2. Flush: hand over the open output batches, send the tables' changelog records
+           (their overlays refuse writes from now on); await and check every send.
+        3. Offsets: the processed offsets (+1) with the group's generation (KIP-447); an
+           interval that consumed nothing sends the assignment's committed offsets, so a
+           zombie's transaction is refused all the same.
         4. Commit: EndTxn(commit) (at-least-once: commit the offsets to the group).
+           Steps 2 to 4 must end within ``transaction_timeout`` of the interval's start.
         5. Apply: each table overlay and its changelog offset into its store, one batch.
-        6. Resume: reopen dispatch; the next transaction begins with the next event.
-        Any failure before step 4 completes raises; the caller then calls :meth:`abort`.
+        6. Resume: a new interval; reopen dispatch; its transaction begins with the next
+           event.
+        Any failure raises; the caller then calls :meth:`abort` (see :meth:`finish`).
         """
-        t0 = time.monotonic()
-        await self._barrier()
-        if self.state.is_(IntervalState.IDLE):
-            self.dispatcher.open()
+        interval = self._sender.interval
+        await self._barrier(interval)
+        assigned = self._consumer.assignment()
+        interval.offsets = {tp: off for tp, off in self._dispatcher.take_offsets().items()
+                            if tp in assigned}
+        if interval.state.is_(IntervalState.IDLE):  # no transaction: nothing happened
+            interval.state.to(IntervalState.DONE)
+            self._resume()
             return
-        self.state.to(IntervalState.COMMITTING)
+        interval.state.to(IntervalState.COMMITTING)
         t1 = time.monotonic()
-        await self._batches.flush()
-        changelog = await self.tables.flush(self.producer.send_batches)
-        self._interval.sends.extend((fut, None) for fut in changelog)
-        await self._await_sends()
+        remaining = interval.started + self.settings.transaction_timeout - t1
+        try:
+            await asyncio.wait_for(self._commit_steps(interval), max(remaining, 0.001))
+        except TimeoutError:
+            raise TransactionAbortedError(
+                f"the commit did not finish within transaction_timeout="
+                f"{self.settings.transaction_timeout}s of the interval's start (broker or "
+                "coordinator unreachable?); the outcome is unknown") from None
         t2 = time.monotonic()
-        self.tables.note_offsets()
-        offsets = self._offsets_to_commit()
+        interval.state.to(IntervalState.APPLYING)
+        self.commits += 1
+        self.committed.update(interval.offsets)
+        self._poison.forget_committed(interval.offsets)
+        await self._tables.apply(interval.flushed)
+        interval.state.to(IntervalState.DONE)
+        self._resume()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("committed %d batches, %d sends, %d partitions: flush+commit %.1fms "
+                      "apply %.1fms", len(interval.batches.sent), len(interval.sends),
+                      len(interval.offsets), (t2 - t1) * 1e3, (time.monotonic() - t2) * 1e3)
+
+    async def _commit_steps(self, interval: Interval) -> None:
+        """Steps 2 to 4 of :meth:`commit`."""
+        if interval.failure is not None:
+            raise TransactionAbortedError(f"a send of this interval failed: {interval.failure}")
+        await interval.batches.flush()
+        interval.flushed = await self._tables.flush(self._producer.send_batches)
+        await self._await_sends(interval)
+        self._tables.note_offsets(interval.flushed)
         fault_point("before_offsets")
         if self.settings.exactly_once:
-            if offsets:
-                await self.producer.send_offsets(offsets, self._group())
+            fencing = interval.offsets or {tp: off for tp, off in self.committed.items()
+                                           if off >= 0}
+            if fencing:
+                await self._producer.send_offsets(fencing, self._group())
             fault_point("before_commit")
-            await self.producer.commit()
-        elif offsets:
-            await self._commit_at_least_once(offsets)
+            await self._producer.commit()
+        elif interval.offsets:
+            await self._consumer.commit(interval.offsets)
         fault_point("after_commit")
-        t3 = time.monotonic()
-        self.state.to(IntervalState.IDLE)
-        self.commits += 1
-        self._careful = False
-        self._batches.reset()
-        self._forget_committed_failures(offsets)
-        self.dispatcher.next_offsets.clear()
-        self._stores_behind = True  # until apply completes: the changelog is ahead
-        await self.tables.apply()
-        self._stores_behind = False
-        self.dispatcher.open()
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("committed %d sends, %d partitions: barrier %.1fms flush %.1fms "
-                      "offsets+commit %.1fms apply %.1fms", len(self._interval.sends),
-                      len(offsets), (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
-                      (time.monotonic() - t3) * 1e3)
 
-    def _forget_committed_failures(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Drop failure counts of events this commit moved past; keep the others, so an
-        unrelated commit between two retries cannot reset a poison event's count."""
-        failures = self.dispatcher.failures
-        for key in [k for k in failures
-                    if k[3] < offsets.get(TopicPartition(k[1], k[2]), -1)]:
-            self.dispatcher.forget_failure(key)
+    def _resume(self) -> None:
+        self._sender.new_interval()
+        self._dispatcher.open()
 
-    async def _barrier(self) -> None:
-        await self.dispatcher.close()
-        idle = asyncio.ensure_future(self.supervisor.in_flight.wait_idle())
-        failed = asyncio.ensure_future(self._agent_failed.wait())
-        remaining = self.settings.transaction_timeout * 0.8 - (
-            time.monotonic() - self._interval.started)
+    async def _barrier(self, interval: Interval) -> None:
+        await self._dispatcher.close()
+        in_flight = self._supervisor.in_flight
+        budget = self.settings.transaction_timeout * BARRIER_SHARE
+        idle = asyncio.ensure_future(in_flight.wait_idle())
+        failed = asyncio.ensure_future(self._abort_requested.wait())
         try:
-            await asyncio.wait({idle, failed}, timeout=max(remaining, 0.0),
+            await asyncio.wait({idle, failed}, timeout=max(budget - interval.age, 0.0),
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             idle.cancel()
             failed.cancel()
-        if self._agent_failed.is_set():
-            raise TransactionAbortedError("an agent raised while processing an event")
-        if self.supervisor.in_flight.count:
-            self._blame_in_flight()
+        if self.fatal is not None:
+            raise self.fatal
+        if self._abort_requested.is_set():
+            reason = interval.failure or "an agent raised while processing an event"
+            raise TransactionAbortedError(f"aborting the interval: {reason}")
+        if in_flight.count:
+            self._blame_slow(budget)
             raise TransactionAbortedError(
-                f"agents did not finish their events within 80% of transaction_timeout="
-                f"{self.settings.transaction_timeout}s; aborting the interval")
+                f"agents did not finish their events within {BARRIER_SHARE:.0%} of "
+                f"transaction_timeout={self.settings.transaction_timeout}s; aborting the "
+                "interval")
 
-    def _blame_in_flight(self) -> None:
-        for instances in self.supervisor.instances.values():
-            for instance in instances:
-                event = instance.stream.current_event if instance.stream else None
-                if event is not None:
-                    self.agent_failed((instance.spec.name, event.topic, event.partition,
-                                       event.offset), TimeoutError("agent too slow"))
+    def _blame_slow(self, budget: float) -> None:
+        """Count a failure against each event held for at least half the barrier's budget:
+        that one is slow. Events that merely waited behind it are not blamed."""
+        slow = [(instance, event, held) for instance, event, held
+                in self._supervisor.held_events() if held >= budget / 2]
+        for instance, event, held in slow:
+            self._poison.failed(
+                PoisonKey(instance.spec.name, event.topic, event.partition, event.offset),
+                TimeoutError(f"agent {instance.name} took more than {held:.1f}s"))
+        if not slow:
+            log.error("agents did not finish in time, but no single event was slow: they "
+                      "were handed more events than they can process within the interval "
+                      "(lower queue_size, or raise transaction_timeout)")
 
-    async def _await_sends(self) -> None:
+    async def _await_sends(self, interval: Interval) -> None:
         """Invariant 2: every send of the interval succeeded, or the interval aborts."""
-        sends = self._interval.sends
-        batches = self._batches.sent
-        futures = [fut for fut, _ in sends] + [b.future for b in batches]
+        futures = ([fut for fut, _ in interval.sends]
+                   + [b.future for b in interval.batches.sent]
+                   + self._tables.futures(interval.flushed))
         if futures:
             await asyncio.wait(futures)
-        for fut, source in sends:
+        for fut, source in interval.sends:
             exc = fut.exception()
             if exc is not None:
                 if source is not None:
-                    self.agent_failed(source, exc)
-                raise translate_kafka_error(exc, "delivering a record of this transaction")
-        for batch in batches:
+                    self._poison.failed(source, exc)
+                raise translate(exc, "delivering a record of this transaction")
+        for batch in interval.batches.sent:
             exc = batch.future.exception()
             if exc is not None:
-                self._blame_batch(batch.sources, exc)
-                raise translate_kafka_error(
-                    exc, f"delivering a batch to {batch.topic}[{batch.partition}]")
+                self._blame_batch(interval, batch, exc)
+                raise translate(exc, f"delivering a batch to {batch.topic}[{batch.partition}]")
+        for fut in self._tables.futures(interval.flushed):
+            exc = fut.exception()
+            if exc is not None:
+                raise translate(exc, "delivering changelog records")
 
-    def _blame_batch(self, sources: tuple[Any, ...], exc: BaseException) -> None:
-        events = {s for s in sources if s is not None}
+    def _blame_batch(self, interval: Interval, batch: SentBatch, exc: BaseException) -> None:
+        events = {s for s in batch.sources if isinstance(s, PoisonKey)}
         if len(events) == 1:
-            self.agent_failed(events.pop(), exc)
+            self._poison.failed(events.pop(), exc)
         elif events:
             log.warning("a batch with records of %d events failed (%r); the retry sends "
                         "each record in a batch of its own to find the event", len(events), exc)
-            self._careful = True
-
-    def _offsets_to_commit(self) -> dict[TopicPartition, int]:
-        assigned = self.consumer.assignment()
-        return {tp: off for tp, off in self.dispatcher.next_offsets.items() if tp in assigned}
+            interval.careful = True  # carried into the next interval by abort
 
     def _group(self) -> GroupMetadata:
         if self.group is None or not self.group.is_valid():
             raise CommitFailedError(f"no valid group generation to commit with: {self.group}")
         return self.group
 
-    async def _commit_at_least_once(self, offsets: dict[TopicPartition, int]) -> None:
-        try:
-            await self.consumer.commit(offsets)
-        except Exception as exc:
-            raise CommitFailedError(f"committing offsets {offsets}: {exc!r}") from exc
-
     # -- abort ----------------------------------------------------------------------
     async def abort(self, reason: BaseException, *, rewind: bool = True) -> None:
         """Throw the interval away and go back to the last committed state.
 
-        Cancels the agents, discards table overlays, replaces the producer (which aborts
-        the open transaction on the broker), catches the tables up if the commit outcome
-        is unknown, rewinds to the stable committed offsets and restarts the agents.
-        Raises :class:`ProducerFencedError` when a newer instance owns the transactional id.
+        1. Interval → ABORTING; note whether the stores may be behind (the failure came
+           while COMMITTING, outcome unknown, or APPLYING, stores not written).
+        2. Close dispatch; cancel the dispatcher and every agent; empty their queues.
+        3. Discard the dispatched offsets and every table overlay.
+        4. Fenced by a newer instance (a transaction younger than transaction_timeout):
+           raise :class:`ProducerFencedError`; the worker stops.
+        5. Exactly-once: replace the producer (its InitProducerId aborts the open
+           transaction on the broker).
+        6. Stores maybe behind: catch them up from their changelogs.
+        7. Rewind to the stable committed offsets (skipped on revoke).
+        8. A new interval (careful after a failed batch of several events); respawn the
+           agents and the dispatcher; reopen dispatch.
         """
-        # The stores may be behind their changelogs: the commit's outcome is unknown, or
-        # it committed and writing the stores failed.
-        catch_up = self.state.is_(IntervalState.COMMITTING) or self._stores_behind
-        timed_out = time.monotonic() - self._interval.started > self.settings.transaction_timeout
-        if not self.state.is_(IntervalState.ABORTING):
-            self.state.to(IntervalState.ABORTING)
+        interval = self._sender.interval
+        catch_up = interval.state.is_(IntervalState.COMMITTING, IntervalState.APPLYING)
+        timed_out = interval.age > self.settings.transaction_timeout
+        interval.state.to(IntervalState.ABORTING)
         self.aborts += 1
         log.warning("aborting the interval: %s", reason)
-        await self.dispatcher.close()
-        await self.supervisor.cancel()
-        self.tables.discard()
-        self._batches.reset()
-        self._interval = _Interval()
-        self._agent_failed.clear()
+        await self._dispatcher.close()
+        await self._supervisor.cancel()
+        self._dispatcher.take_offsets()
+        self._tables.discard()
+        self._abort_requested.clear()
         if isinstance(reason, ProducerFencedError) and not timed_out:
             raise ProducerFencedError(
-                f"transactional id {self.producer.transactional_id!r} was fenced: another "
+                f"transactional id {self._producer.transactional_id!r} was fenced: another "
                 "worker with the same instance id has started, so this one stops. Give "
                 "every worker its own --instance-id / --datadir.") from reason
         if self.settings.exactly_once:
-            await self._retrying("recreating the producer", self.producer.reset)
+            await self._retrying("recreating the producer", self._producer.reset)
         if catch_up:
             await self._retrying("catching tables up with their changelogs",
-                                 self.tables.catch_up)
-            self._stores_behind = False
+                                 self._tables.catch_up)
         if rewind:
             await self._retrying("rewinding to the committed offsets", self._rewind)
-        self.state.to(IntervalState.IDLE)
-        self.supervisor.spawn_all()
-        self.dispatcher.open()
+        interval.state.to(IntervalState.ABORTED)
+        self._sender.new_interval(careful=interval.careful)
+        self._supervisor.spawn_all()
+        self._dispatcher.open()
 
     async def _retrying(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
         """Run a recovery step until it succeeds (the broker may be restarting).
 
-        Gives up after ``2 * transaction_timeout``: by then something else is wrong.
+        Each try gets ``STEP_TIMEOUT``; gives up after ``2 * transaction_timeout``: by
+        then something else is wrong.
         """
         deadline = time.monotonic() + 2 * self.settings.transaction_timeout
         delay = 0.2
         while True:
             try:
-                await step()
+                await asyncio.wait_for(step(), max(STEP_TIMEOUT,
+                                                   self.settings.transaction_timeout + 5))
                 return
             except ProducerFencedError:
                 raise
@@ -353,11 +346,8 @@ class Committer:
                 delay = min(delay * 2, 5.0)
 
     async def _rewind(self) -> None:
-        assigned = sorted(self.consumer.assignment())
-        try:
-            offsets = await fetch_stable_offsets(self.consumer, self.settings.app_id, assigned)
-        except EoflowError:
-            raise
-        except Exception as exc:
-            raise translate_kafka_error(exc, "fetching committed offsets") from exc
-        self.dispatcher.rewind({tp: off for tp, off in offsets.items()})
+        assigned = sorted(self._consumer.assignment())
+        offsets = await self._consumer.committed_offsets(
+            assigned, timeout=self.settings.transaction_timeout + 30.0)
+        self.committed = dict(offsets)
+        self._dispatcher.rewind(offsets)

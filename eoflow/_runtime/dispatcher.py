@@ -10,38 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord, TopicPartition
-
 from eoflow._app import AgentSpec
+from eoflow._stream import Event
 from eoflow._topic import Topic
+from eoflow._transport.base import ConsumedRecord, GroupConsumer, TopicPartition
 from eoflow.errors import SerializationError
 
 from .agents import AgentSupervisor
-from .stream import Event
+from .poison import PoisonKey, PoisonLedger
+from .sender import DeadLetter
 
-__all__ = ["DeadLetter", "Dispatcher", "PoisonKey", "seek_all"]
+__all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
 
-#: ``(agent, topic, partition, offset)`` of an event that made an agent fail.
-PoisonKey = tuple[str, str, int, int]
 _Deliveries = list[tuple[asyncio.Queue[Any], Event[Any, Any]]]
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A record that goes to the dead-letter topic instead of its agent."""
-
-    record: ConsumerRecord[bytes, bytes]
-    agent: str
-    error: str
-    #: True when the agent kept raising; False when the record could not be decoded.
-    agent_failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,11 +44,11 @@ class Dispatcher:
         self,
         specs: Sequence[AgentSpec],
         supervisor: AgentSupervisor,
+        poison: PoisonLedger,
         *,
         begin: Callable[[], Awaitable[None]],
         is_open: Callable[[], bool],
         dead_letter: Callable[[DeadLetter], Awaitable[None]],
-        max_retries: int,
         batch_size: int = 1000,
     ) -> None:
         self._routes: dict[str, list[_Route]] = {}
@@ -70,22 +57,18 @@ class Dispatcher:
                 for name in topic.names:
                     self._routes.setdefault(name, []).append(_Route(spec, topic))
         self._supervisor = supervisor
+        self._poison = poison
         self._begin = begin
         self._is_open = is_open
         self._dead_letter = dead_letter
-        self._max_retries = max_retries
         self._batch_size = batch_size
         self._gate = asyncio.Event()
         self._held = True  # until the first assignment completes
         self._busy = asyncio.Lock()
         self._epoch = 0
         self._rewind: dict[TopicPartition, int] = {}
-        #: Next offset to commit per partition: everything before it was processed.
-        self.next_offsets: dict[TopicPartition, int] = {}
-        #: How often each event made its agent fail, and the last error (kept until the
-        #: event's offset is committed).
-        self.failures: dict[PoisonKey, int] = {}
-        self.last_errors: dict[PoisonKey, str] = {}
+        #: Next offset to commit per partition: everything before it was handed out.
+        self._next_offsets: dict[TopicPartition, int] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -113,36 +96,37 @@ class Dispatcher:
         async with self._busy:
             pass
 
+    def take_offsets(self) -> dict[TopicPartition, int]:
+        """The next offset of every partition dispatched to since the last call (the
+        barrier takes them: they belong to the interval being committed)."""
+        offsets, self._next_offsets = self._next_offsets, {}
+        return offsets
+
     def rewind(self, offsets: dict[TopicPartition, int]) -> None:
         """Drop what was fetched and seek to ``offsets`` before the next fetch."""
         self._epoch += 1
         self._rewind.update(offsets)
         for tp in offsets:
-            self.next_offsets.pop(tp, None)
+            self._next_offsets.pop(tp, None)
 
-    def forget(self, partitions: Sequence[TopicPartition]) -> None:
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Partitions were revoked: drop their fetched records and pending offsets."""
         self._epoch += 1
-        gone = set(partitions)
-        for tp in gone:
-            self.next_offsets.pop(tp, None)
+        for tp in partitions:
+            self._next_offsets.pop(tp, None)
             self._rewind.pop(tp, None)
-        for key in [k for k in self.failures if TopicPartition(k[1], k[2]) in gone]:
-            self.forget_failure(key)
-
-    def forget_failure(self, key: PoisonKey) -> None:
-        self.failures.pop(key, None)
-        self.last_errors.pop(key, None)
 
     # -- the loop -------------------------------------------------------------------
-    async def run(self, consumer: AIOKafkaConsumer) -> None:
+    async def run(self, consumer: GroupConsumer) -> None:
         while True:
             await self._gate.wait()
             # The epoch is taken before seeking: a rewind requested while a seek awaits
             # must drop the batch fetched next, and is applied on the next turn.
             epoch = self._epoch
-            await self._apply_rewind(consumer)
-            batch = await consumer.getmany(timeout_ms=100, max_records=self._batch_size)
+            rewind, self._rewind = self._rewind, {}
+            if rewind:
+                await consumer.seek(rewind)
+            batch = await consumer.fetch(0.1, self._batch_size)
             for tp, records in batch.items():
                 for record in records:
                     if not self._gate.is_set():
@@ -153,11 +137,7 @@ class Dispatcher:
                 if epoch != self._epoch:
                     break
 
-    async def _apply_rewind(self, consumer: AIOKafkaConsumer) -> None:
-        rewind, self._rewind = self._rewind, {}
-        await seek_all(consumer, rewind)
-
-    async def _dispatch(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _dispatch(self, tp: TopicPartition, record: ConsumedRecord) -> None:
         """Hand one record to its agents (or the dead-letter topic).
 
         The event is counted in flight and its offset recorded *before* it is queued, so
@@ -167,7 +147,7 @@ class Dispatcher:
         ``_busy``, which the barrier waits for. A full queue may block on a slow agent
         without blocking the barrier.
         """
-        deliveries = self._prepare(tp, record) if self._is_open() and not self.failures \
+        deliveries = self._prepare(tp, record) if self._is_open() and not self._poison \
             else None
         if deliveries is None:
             async with self._busy:
@@ -179,8 +159,7 @@ class Dispatcher:
             else:
                 queue.put_nowait(event)
 
-    def _prepare(self, tp: TopicPartition,
-                 record: ConsumerRecord[bytes, bytes]) -> _Deliveries | None:
+    def _prepare(self, tp: TopicPartition, record: ConsumedRecord) -> _Deliveries | None:
         """Decode for every route; None if a record needs the dead-letter path."""
         deliveries: _Deliveries = []
         for route in self._routes[record.topic]:
@@ -193,15 +172,14 @@ class Dispatcher:
         self._account(tp, record, len(deliveries))
         return deliveries
 
-    async def _prepare_slowly(self, tp: TopicPartition,
-                              record: ConsumerRecord[bytes, bytes]) -> _Deliveries:
+    async def _prepare_slowly(self, tp: TopicPartition, record: ConsumedRecord) -> _Deliveries:
         deliveries: _Deliveries = []
         for route in self._routes[record.topic]:
             agent = route.spec.name
-            key = (agent, record.topic, record.partition, record.offset)
-            tries = self.failures.get(key, 0)
-            if tries >= self._max_retries:
-                error = f"agent failed {tries} times; last error: {self.last_errors.get(key)}"
+            key = PoisonKey(agent, record.topic, record.partition, record.offset)
+            if self._poison.exhausted(key):
+                error = (f"agent failed {self._poison.tries(key)} times; last error: "
+                         f"{self._poison.last_error(key)}")
                 await self._dead_letter(DeadLetter(record, agent, error, True))
                 continue
             try:
@@ -213,24 +191,12 @@ class Dispatcher:
         self._account(tp, record, len(deliveries))
         return deliveries
 
-    def _account(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes],
-                 events: int) -> None:
+    def _account(self, tp: TopicPartition, record: ConsumedRecord, events: int) -> None:
         self._supervisor.in_flight.add(events)
-        self.next_offsets[tp] = record.offset + 1
+        self._next_offsets[tp] = record.offset + 1
 
 
-async def seek_all(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-    """Seek assigned partitions to committed offsets; -1 (none committed) means earliest."""
-    assigned = consumer.assignment()
-    earliest = [tp for tp, off in offsets.items() if off < 0 and tp in assigned]
-    for tp, offset in offsets.items():
-        if offset >= 0 and tp in assigned:
-            consumer.seek(tp, offset)
-    if earliest:
-        await consumer.seek_to_beginning(*earliest)
-
-
-def _decode(topic: Topic[Any, Any], record: ConsumerRecord[bytes, bytes]) -> Event[Any, Any]:
+def _decode(topic: Topic[Any, Any], record: ConsumedRecord) -> Event[Any, Any]:
     try:
         key = None if record.key is None else topic.key_codec.loads(record.key)
     except Exception as exc:
@@ -243,7 +209,7 @@ def _decode(topic: Topic[Any, Any], record: ConsumerRecord[bytes, bytes]) -> Eve
                  record.timestamp, tuple(record.headers) if record.headers else ())
 
 
-def _undecodable(part: str, codec: str, record: ConsumerRecord[bytes, bytes],
+def _undecodable(part: str, codec: str, record: ConsumedRecord,
                  exc: Exception) -> SerializationError:
     return SerializationError(f"cannot decode {part} of {record.topic}[{record.partition}]"
                               f"@{record.offset} with {codec}: {exc}")

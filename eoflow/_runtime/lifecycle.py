@@ -8,9 +8,14 @@
                 │         └───────────┴─► FAILED ─────┘   │  (stop after a fatal error)
                 └─────────────────────────────────────────┘  (never started)
 
-    Interval: IDLE ─► OPEN ─► COMMITTING ─► IDLE
-                │      │          │
-                └──────┴──────────┴─► ABORTING ─► IDLE
+    Interval: IDLE ─► OPEN ─► COMMITTING ─► APPLYING ─► DONE
+               │       │          │            │
+               └───────┴──────────┴────────────┴─► ABORTING ─► ABORTED
+
+One :class:`Lifecycle` per interval object: a new interval starts IDLE (no transaction
+yet), DONE and ABORTED are final. APPLYING means the transaction committed and the table
+stores are not written yet: an abort from there (or from COMMITTING, where the outcome is
+unknown) must catch the stores up from their changelogs.
 """
 
 from __future__ import annotations
@@ -39,8 +44,11 @@ class WorkerState(Enum):
 class IntervalState(Enum):
     IDLE = "idle"  # no transaction open
     OPEN = "open"  # a transaction holds this interval's sends
-    COMMITTING = "committing"
+    COMMITTING = "committing"  # barrier, flush, offsets, EndTxn
+    APPLYING = "applying"  # committed; the stores are being written
+    DONE = "done"
     ABORTING = "aborting"
+    ABORTED = "aborted"
 
 
 _WORKER_EDGES: dict[Enum, frozenset[Enum]] = {
@@ -54,10 +62,14 @@ _WORKER_EDGES: dict[Enum, frozenset[Enum]] = {
 }
 
 _INTERVAL_EDGES: dict[Enum, frozenset[Enum]] = {
-    IntervalState.IDLE: frozenset({IntervalState.OPEN, IntervalState.ABORTING}),
+    IntervalState.IDLE: frozenset({IntervalState.OPEN, IntervalState.DONE,
+                                   IntervalState.ABORTING}),
     IntervalState.OPEN: frozenset({IntervalState.COMMITTING, IntervalState.ABORTING}),
-    IntervalState.COMMITTING: frozenset({IntervalState.IDLE, IntervalState.ABORTING}),
-    IntervalState.ABORTING: frozenset({IntervalState.IDLE}),
+    IntervalState.COMMITTING: frozenset({IntervalState.APPLYING, IntervalState.ABORTING}),
+    IntervalState.APPLYING: frozenset({IntervalState.DONE, IntervalState.ABORTING}),
+    IntervalState.DONE: frozenset(),
+    IntervalState.ABORTING: frozenset({IntervalState.ABORTED}),
+    IntervalState.ABORTED: frozenset(),
 }
 
 

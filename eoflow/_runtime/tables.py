@@ -1,20 +1,27 @@
 """The worker's side of tables: overlays per partition, stores, restore, apply after commit.
 
 Implements :class:`eoflow._table.TableBackend`. Writes go to the overlay of the event's
-partition; the commit sends one changelog record per key written in the interval (the
-last value wins, which is what a compacted changelog keeps anyway), and after EndTxn
-each overlay and its last changelog offset go into the store in one atomic batch.
+partition, and only while an agent holds that event; the commit sends one changelog
+record per key written in the interval (the last value wins, which is what a compacted
+changelog keeps anyway), and after EndTxn each overlay and its last changelog offset go
+into the store in one atomic batch.
+
+Which table partitions a worker owns follows from its assignment: partition ``p`` of a
+table with ``N`` partitions belongs to whoever is assigned partition ``p`` of the source
+topics with ``N`` partitions (the range assignor gives equally partitioned topics the same
+numbers on the same member). A table is only usable from events of topics with its own
+partition count; anything else would write a key to another partition than its record's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from aiokafka.structs import TopicPartition
 
 from eoflow._settings import Settings
 from eoflow._state import (
@@ -25,14 +32,15 @@ from eoflow._state import (
     open_or_rebuild,
     store_path,
 )
-from eoflow._state.restore import restore_partition
+from eoflow._state.restore import ChangelogReader, restore
+from eoflow._stream import Event, current_event, current_stream
 from eoflow._table import Table
 from eoflow._transport.admin import DEFAULT_MAX_MESSAGE_BYTES
+from eoflow._transport.base import SendFuture, TopicPartition
 from eoflow._transport.batching import check_record_size, record_size
-from eoflow._transport.producer import SendFuture
-from eoflow.errors import TableUsageError
+from eoflow.errors import OutsideEventError, TableUsageError
 
-__all__ = ["ChangelogSend", "TableManager"]
+__all__ = ["ChangelogSend", "Flushed", "ReaderFactory", "TableManager"]
 
 log = logging.getLogger(__name__)
 
@@ -40,35 +48,60 @@ log = logging.getLogger(__name__)
 #: batches in the transaction, none larger than ``max_bytes``.
 ChangelogSend = Callable[[str, int, Iterable[tuple[bytes, bytes | None]], int],
                          Awaitable[list[tuple[SendFuture, int]]]]
+#: Opens a changelog reader for restores (an async context manager).
+ReaderFactory = Callable[[], contextlib.AbstractAsyncContextManager[ChangelogReader]]
 
 
 @dataclass
-class _Flushed:
+class Flushed:
+    """The changelog batches of one overlay in this interval: ``(future, records)``."""
+
     overlay: Overlay
-    last: SendFuture  # the partition's last batch
-    count: int  # records in that batch
+    batches: list[tuple[SendFuture, int]]
 
     @property
     def last_offset(self) -> int:
-        return int(self.last.result().offset) + self.count - 1
+        """Offset of the last record (a future resolves to its batch's first offset)."""
+        last, count = self.batches[-1]
+        return int(last.result().offset) + count - 1
 
 
 class TableManager:
     """Owns the stores and overlays of the table partitions this worker is assigned."""
 
     def __init__(self, settings: Settings, tables: dict[str, Table[Any, Any]],
-                 partition_counts: dict[str, int], max_bytes: Mapping[str, int]) -> None:
+                 topic_counts: Mapping[str, int], max_bytes: Mapping[str, int],
+                 retention: Mapping[str, float], reader: ReaderFactory,
+                 on_fatal: Callable[[BaseException, bool], None]) -> None:
         self._settings = settings
         self._tables = tables
-        self._counts = partition_counts
+        self._topic_counts = topic_counts
         self._changelogs = {name: settings.changelog_topic(name) for name in tables}
+        self._counts = {name: topic_counts[topic] for name, topic in self._changelogs.items()}
         self._limits = {name: max_bytes.get(topic, DEFAULT_MAX_MESSAGE_BYTES)
                         for name, topic in self._changelogs.items()}
+        #: ``delete.retention.ms`` of each changelog, in seconds (store aging).
+        self._retention = {name: retention.get(topic, 86400.0)
+                           for name, topic in self._changelogs.items()}
+        self._reader = reader
+        self._on_fatal = on_fatal
         self._overlays: dict[tuple[str, int], Overlay] = {}
-        self._dirty: set[tuple[str, int]] = set()
-        self._flushed: list[_Flushed] = []
+        self._usable: set[tuple[str, str]] = set()  # (table, topic) pairs checked
 
     # -- TableBackend ---------------------------------------------------------------
+    def partition_of(self, table: str, event: Event[Any, Any]) -> int:
+        """The table partition of ``event``: its own, once its topic is co-partitioned."""
+        if (table, event.topic) not in self._usable:
+            count = self._topic_counts.get(event.topic)
+            if count != self._counts[table]:
+                raise TableUsageError(
+                    f"table {table!r} has {self._counts[table]} partitions, but it is used "
+                    f"while processing {event.describe()}, a topic with {count} partitions: "
+                    "a key's table partition would not be its record's. Use the table only "
+                    "from agents on topics with the same partition count, or repartition.")
+            self._usable.add((table, event.topic))
+        return event.partition
+
     def _overlay(self, table: str, partition: int) -> Overlay:
         try:
             return self._overlays[(table, partition)]
@@ -82,6 +115,7 @@ class TableManager:
         return self._overlay(table, partition).get(key)
 
     def set(self, table: str, partition: int, key: bytes, value: bytes | None) -> None:
+        self._check_writer(table, key)
         overlay = self._overlay(table, partition)
         check_record_size(self._changelogs[table], partition, key, record_size(key, value),
                           self._limits[table])
@@ -89,7 +123,23 @@ class TableManager:
             overlay.delete(key)
         else:
             overlay.set(key, value)
-        self._dirty.add((table, partition))
+
+    def _check_writer(self, table: str, key: bytes) -> None:
+        """Writes belong to the transaction of the event being processed, and only to it."""
+        event = current_event.get()
+        if event is None:
+            raise TableUsageError(
+                f"table {table!r}: writing key {key[:60]!r} outside an event. A table write "
+                "must belong to the transaction of the event that causes it: write from an "
+                "agent while it processes an event (reads of table.partition(n) are fine).")
+        stream = current_stream.get()
+        if stream is not None and not stream.holds(event):
+            error = OutsideEventError(
+                f"table {table!r}: write of key {key[:60]!r} from a task spawned by agent "
+                f"{stream.agent!r} after the agent finished {event.describe()}; await such "
+                "tasks before taking the next event.")
+            self._on_fatal(error, True)
+            raise error
 
     def partitions(self, table: str) -> list[int]:
         return sorted(p for (t, p) in self._overlays if t == table)
@@ -98,92 +148,118 @@ class TableManager:
         return self._overlay(table, partition).items()
 
     # -- assignment -----------------------------------------------------------------
-    async def assign(self, partitions: Iterable[int]) -> None:
-        """Open and restore every table partition in ``partitions`` not open yet.
+    def table_partitions(self, assigned: Iterable[TopicPartition]) -> frozenset[tuple[str, int]]:
+        """``(table, partition)`` pairs the assignment makes this worker own."""
+        return frozenset(
+            (name, tp.partition) for tp in assigned for name, n in self._counts.items()
+            if n == self._topic_counts.get(tp.topic))
+
+    async def assign(self, assigned: Iterable[TopicPartition]) -> None:
+        """Open and restore every table partition the assignment brings, not open yet.
 
         Returns when each has caught up with its changelog: no event of these partitions
         may be processed before.
         """
-        for name, table in self._tables.items():
-            for partition in sorted(set(partitions)):
-                if partition >= self._counts[name] or (name, partition) in self._overlays:
-                    continue
-                store = await asyncio.to_thread(self._open_store, table, partition)
+        wanted = sorted(self.table_partitions(assigned) - set(self._overlays))
+        if not wanted:
+            return
+        async with self._reader() as reader:
+            for name, partition in wanted:
+                store = await asyncio.to_thread(self._open_store, name, partition)
                 try:
-                    await self._restore(name, partition, store)
+                    await self._restore(reader, name, partition, store)
+                    await asyncio.to_thread(store.touch)
                 except BaseException:
                     store.close()  # a retry must be able to open it again (RocksDB lock)
                     raise
                 self._overlays[(name, partition)] = Overlay(store)
 
-    def _open_store(self, table: Table[Any, Any], partition: int) -> PartitionStore:
-        identity = StoreIdentity(self._settings.app_id, table.name, partition,
-                                 self._counts[table.name])
+    def _open_store(self, name: str, partition: int) -> PartitionStore:
+        table = self._tables[name]
+        identity = StoreIdentity(self._settings.app_id, name, partition, self._counts[name])
         if table.store == "memory://":
             return MemoryPartitionStore(identity)
-        path = store_path(self._settings.datadir, table.name, partition)
-        return open_or_rebuild(path, identity, logger=log)
+        path = store_path(self._settings.datadir, name, partition)
+        store = open_or_rebuild(path, identity, logger=log)
+        unowned = None if store.owned_at is None else time.time() - store.owned_at
+        if unowned is not None and unowned > self._retention[name]:
+            log.warning(
+                "Table store %s was last current %.0fs ago, longer than its changelog's "
+                "delete.retention.ms (%.0fs): tombstones it never saw may be compacted "
+                "away, so it could resurrect deleted keys. Rebuilding it from the changelog.",
+                path, unowned, self._retention[name])
+            store.reset()
+        return store
 
-    async def _restore(self, table: str, partition: int, store: PartitionStore) -> None:
-        tp = TopicPartition(self._changelogs[table], partition)
-        await restore_partition(self._settings.bootstrap, tp, store, logger=log)
+    async def _restore(self, reader: ChangelogReader, name: str, partition: int,
+                       store: PartitionStore) -> None:
+        await restore(reader, self._changelogs[name], partition, store, logger=log,
+                      max_wait=self._settings.transaction_timeout + 30.0)
 
     async def catch_up(self) -> None:
         """Re-read the changelog of every open partition from its stored offset.
 
-        Used after a commit whose outcome is unknown: if it did commit, the store is
-        behind its changelog by exactly that transaction.
+        Used after a commit whose outcome is unknown, or whose store apply failed: if it
+        did commit, the store is behind its changelog by exactly that transaction.
         """
-        for (table, partition), overlay in list(self._overlays.items()):
-            overlay.discard()
-            await self._restore(table, partition, overlay.store)
+        if not self._overlays:
+            return
+        async with self._reader() as reader:
+            for (name, partition), overlay in list(self._overlays.items()):
+                overlay.discard()
+                await self._restore(reader, name, partition, overlay.store)
 
-    def revoke(self, partitions: Iterable[int]) -> None:
-        """Close the stores of revoked partitions (their overlays must be empty)."""
-        gone = set(partitions)
-        for key in [k for k in self._overlays if k[1] in gone]:
-            self._overlays.pop(key).store.close()
-            self._dirty.discard(key)
+    def revoke(self, revoked: Iterable[TopicPartition]) -> None:
+        """Close the stores of the table partitions the revoked partitions owned."""
+        for key in sorted(self.table_partitions(revoked) & set(self._overlays)):
+            store = self._overlays.pop(key).store
+            try:
+                store.touch()
+            finally:
+                store.close()
 
     def close(self) -> None:
         """Close every store; idempotent."""
-        self.revoke([p for _, p in self._overlays])
+        for key in list(self._overlays):
+            store = self._overlays.pop(key).store
+            try:
+                store.touch()
+            except Exception as exc:  # a broken store must not keep the others open
+                log.warning("closing %r: %r", store, exc)
+            finally:
+                store.close()
 
     # -- commit cycle ---------------------------------------------------------------
-    async def flush(self, send: ChangelogSend) -> list[SendFuture]:
-        """Send this interval's changelog records; returns their futures."""
-        futures: list[SendFuture] = []
-        for table, partition in sorted(self._dirty):
-            overlay = self._overlays[(table, partition)]
-            writes = overlay.writes()
-            if not writes:
+    async def flush(self, send: ChangelogSend) -> list[Flushed]:
+        """Send this interval's changelog records; the overlays refuse writes from now on."""
+        flushed: list[Flushed] = []
+        for (table, partition), overlay in sorted(self._overlays.items(),
+                                                  key=lambda item: item[0]):
+            if not overlay.has_writes:
                 continue
-            topic = self._changelogs[table]
-            batches = await send(topic, partition, writes.items(), self._limits[table])
-            futures.extend(fut for fut, _ in batches)
-            self._flushed.append(_Flushed(overlay, *batches[-1]))
-        return futures
+            overlay.prepare()
+            batches = await send(self._changelogs[table], partition, overlay.writes().items(),
+                                 self._limits[table])
+            flushed.append(Flushed(overlay, batches))
+        return flushed
 
-    def note_offsets(self) -> None:
+    @staticmethod
+    def futures(flushed: Iterable[Flushed]) -> list[SendFuture]:
+        return [fut for item in flushed for fut, _ in item.batches]
+
+    @staticmethod
+    def note_offsets(flushed: Iterable[Flushed]) -> None:
         """After every flushed send succeeded: remember each overlay's last offset."""
-        for flushed in self._flushed:
-            flushed.overlay.note_changelog_offset(flushed.last_offset)
+        for item in flushed:
+            item.overlay.note_changelog_offset(item.last_offset)
 
-    async def apply(self) -> None:
+    @staticmethod
+    async def apply(flushed: Iterable[Flushed]) -> None:
         """After EndTxn: write each overlay and its changelog offset in one batch."""
-        flushed, self._flushed = self._flushed, []
-        self._dirty.clear()
         for item in flushed:
             await asyncio.to_thread(item.overlay.commit_to_store)
 
     def discard(self) -> None:
         """The transaction aborted: forget every pending write."""
-        for key in self._dirty:
-            if key in self._overlays:
-                self._overlays[key].discard()
-        self._dirty.clear()
-        self._flushed.clear()
-
-    @property
-    def has_pending(self) -> bool:
-        return bool(self._dirty)
+        for overlay in self._overlays.values():
+            overlay.discard()

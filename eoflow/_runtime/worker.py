@@ -6,30 +6,33 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eoflow._app import App
 from eoflow._settings import Settings
-from eoflow._transport.admin import Topics, TopicSpec, ensure_topics
-from eoflow._transport.consumer import create_group_consumer, subscribe
-from eoflow._transport.producer import TransactionalProducer
-from eoflow.errors import ConfigurationError, EoflowError, ProducerFencedError
+from eoflow._stream import InFlight
+from eoflow._table import TableBackend
+from eoflow._transport.admin import Topics, TopicSpec
+from eoflow._transport.base import GroupConsumer, Producer, Transport
+from eoflow._transport.batching import Partitioner
+from eoflow.errors import ConfigurationError, EoflowError
 
 from .agents import AgentSupervisor
 from .commit import Committer
 from .dispatcher import Dispatcher
 from .lifecycle import Lifecycle, WorkerState
+from .poison import PoisonLedger
 from .rebalance import RebalanceHandler
-from .stream import InFlight
+from .sender import Sender
 from .tables import TableManager
 
 __all__ = ["Worker", "load_instance_id"]
 
 log = logging.getLogger(__name__)
 
-#: Consecutive aborted intervals after which the worker gives up (no progress is possible).
-MAX_CONSECUTIVE_ABORTS = 20
 #: How long an output may wait in an open batch before it is handed to the producer.
 OUTPUT_LINGER = 0.01
 
@@ -49,17 +52,37 @@ def load_instance_id(datadir: Path, app_id: str) -> str:
     return instance_id
 
 
-class Worker:
-    """Runs an app's agents with the commit cycle until :meth:`stop` is called."""
+@dataclass
+class _Runtime:
+    """What topics and tables of the app talk to while the worker runs."""
 
-    def __init__(self, app: App, settings: Settings | None = None) -> None:
+    sender: Sender
+    tables: TableBackend
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None,
+                   partition: int | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
+        await self.sender.send(topic, key, value, partition, headers)
+
+
+class Worker:
+    """Runs an app's agents with the commit cycle until :meth:`stop` is called.
+
+    ``transport`` defaults to Kafka at the settings' broker; tests may pass another.
+    """
+
+    def __init__(self, app: App, settings: Settings | None = None, *,
+                 transport: Transport | None = None) -> None:
         self.app = app
         self.settings = settings or app.settings
         self.state = Lifecycle.worker()
         self._stop = asyncio.Event()
+        self._transport = transport
         self.committer: Committer | None = None
         self.rebalance: RebalanceHandler | None = None
         self._tables: TableManager | None = None
+        self._sender: Sender | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._group: asyncio.TaskGroup | None = None
 
     def stop(self) -> None:
         """Ask the worker to commit what it has and stop (safe from a signal handler)."""
@@ -70,37 +93,26 @@ class Worker:
         """Start, process until stopped, commit, stop. Raises on a fatal error."""
         settings = self.settings
         self.state.to(WorkerState.STARTING)
+        if self._transport is None:
+            from eoflow._transport.kafka import KafkaTransport
+
+            self._transport = KafkaTransport(settings.bootstrap)
+        transport = self._transport
         instance_id = settings.instance_id or load_instance_id(settings.datadir, settings.app_id)
-        topics = await self._ensure_topics()
-        tables = self._tables = TableManager(
-            settings, self.app.tables, self._table_partitions(topics.partitions),
-            topics.max_bytes)
-        producer = TransactionalProducer(
-            settings.bootstrap, f"{settings.app_id}-{instance_id}",
-            transactional=settings.exactly_once,
-            transaction_timeout_ms=int(settings.transaction_timeout * 1000),
-            client_id=f"{settings.app_id}-{instance_id}")
-        await producer.start()
-        in_flight = InFlight()
-        specs = list(self.app.agents.values())
-        supervisor = AgentSupervisor(specs, in_flight, settings.queue_size, self._agent_failed)
-        dispatcher = Dispatcher(specs, supervisor, begin=self._begin, is_open=self._is_open,
-                                dead_letter=self._dead_letter, max_retries=settings.max_retries)
-        consumer = create_group_consumer(
-            bootstrap=settings.bootstrap, group_id=settings.app_id, instance_id=instance_id,
-            client_id=f"{settings.app_id}-{instance_id}",
-            session_timeout_ms=int(settings.session_timeout * 1000),
-            max_poll_interval_ms=int(settings.max_poll_interval * 1000))
-        self.committer = Committer(settings, producer, consumer, dispatcher, supervisor,
-                                   tables, topics.partitions, topics.max_bytes)
-        self.rebalance = RebalanceHandler(self.committer, consumer, instance_id)
-        subscribe(consumer, dispatcher.topics, self.rebalance)
-        self.app._runtime = self.committer  # topics and tables talk to it directly
+        topics = await self._ensure_topics(transport)
+        client_id = f"{settings.app_id}-{instance_id}"
+        producer = transport.producer(client_id, transactional=settings.exactly_once,
+                                      transaction_timeout=settings.transaction_timeout,
+                                      client_id=client_id)
+        consumer = transport.group_consumer(
+            group_id=settings.app_id, instance_id=instance_id, client_id=client_id,
+            session_timeout=settings.session_timeout,
+            max_poll_interval=settings.max_poll_interval)
+        dispatcher, supervisor = self._build(transport, topics, producer, consumer)
         log.info("worker %s of app %s starting (%s, commit every %ss)", instance_id,
                  settings.app_id, settings.processing_guarantee, settings.commit_interval)
         try:
-            await consumer.start()
-            self.state.to(WorkerState.RUNNING)
+            await producer.start()
             await self._run_tasks(supervisor, dispatcher, consumer)
         except BaseException:
             if not self.state.is_(WorkerState.STOPPING):
@@ -109,43 +121,74 @@ class Worker:
         finally:
             await self._shutdown(consumer, producer)
 
+    def _build(self, transport: Transport, topics: Topics, producer: Producer,
+               consumer: GroupConsumer) -> tuple[Dispatcher, AgentSupervisor]:
+        """Wire the runtime's parts; each gets what it uses, nothing reaches through."""
+        settings = self.settings
+        lock = asyncio.Lock()
+        in_flight = InFlight()
+        poison = PoisonLedger(settings.max_retries)
+        failures: list[Committer] = []  # the committer, once built (it takes the failures)
+
+        def failed(error: BaseException, fatal: bool) -> None:
+            failures[0].failed(error, fatal)
+
+        tables = self._tables = TableManager(
+            settings, self.app.tables, topics.partitions, topics.max_bytes,
+            topics.delete_retention, transport.changelog_reader, failed)
+        sender = self._sender = Sender(settings, producer, Partitioner(topics.partitions),
+                                       topics.max_bytes, lock, in_flight, failed)
+        specs = list(self.app.agents.values())
+        supervisor = AgentSupervisor(specs, in_flight, settings.queue_size,
+                                     lambda i, e, x: failures[0].agent_failed(i, e, x))
+        dispatcher = self._dispatcher = Dispatcher(specs, supervisor, poison, begin=sender.begin,
+                                is_open=lambda: sender.is_open, dead_letter=sender.dead_letter)
+        self.committer = Committer(settings, producer, consumer, sender, dispatcher, supervisor,
+                                   tables, poison, lock)
+        failures.append(self.committer)
+        self.rebalance = RebalanceHandler(self.committer, dispatcher, tables, consumer,
+                                          self._spawn)
+        consumer.subscribe(dispatcher.topics, self.rebalance)
+        self.app._runtime = _Runtime(sender, tables)
+        return dispatcher, supervisor
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        if self._group is None:
+            coro.close()
+            raise RuntimeError(f"task {name!r} started outside the worker's task group")
+        return self._group.create_task(coro, name=name)
+
     async def _run_tasks(self, supervisor: AgentSupervisor, dispatcher: Dispatcher,
-                         consumer: Any) -> None:
+                         consumer: GroupConsumer) -> None:
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
+                await consumer.start()  # assignments may start tasks from here on
+                self.state.to(WorkerState.RUNNING)
                 supervisor.start(group, lambda: dispatcher.run(consumer))
                 await self._control_loop()
+                assert self.rebalance is not None
+                await self.rebalance.close()
                 await supervisor.cancel()
         except BaseExceptionGroup as group_error:
             raise _first_cause(group_error) from group_error
+        finally:
+            self._group = None
 
     async def _control_loop(self) -> None:
         """Commit every ``commit_interval``; abort on failure; final commit on stop."""
-        committer, rebalance = self.committer, self.rebalance
-        assert committer is not None and rebalance is not None
-        consecutive_aborts = 0
+        committer, dispatcher, rebalance = self.committer, self._dispatcher, self.rebalance
+        assert committer is not None and dispatcher is not None and rebalance is not None
         while True:
             stopping = await self._wait_tick(committer)
-            if rebalance.fatal is not None:
-                raise rebalance.fatal
-            if stopping:  # the final commit must not reopen dispatch behind it
-                committer.dispatcher.hold()
+            if committer.fatal is not None:
+                raise committer.fatal
+            if stopping:
+                await rebalance.close()  # an assignment still restoring stops here
             async with committer.lock:
-                try:
-                    await committer.commit()
-                    consecutive_aborts = 0
-                except EoflowError as exc:
-                    # ProducerFencedError is not retriable, yet goes to abort: a fencing
-                    # after transaction_timeout is the broker aborting a slow interval.
-                    if not exc.retriable and not isinstance(exc, ProducerFencedError):
-                        raise
-                    consecutive_aborts += 1
-                    await committer.abort(exc)
-                except Exception as exc:  # an unexpected error still must not commit
-                    consecutive_aborts += 1
-                    await committer.abort(exc)
-            if consecutive_aborts > MAX_CONSECUTIVE_ABORTS:
-                raise EoflowError(f"{consecutive_aborts} intervals in a row aborted; stopping")
+                if stopping:  # the final commit must not reopen dispatch behind it
+                    dispatcher.hold()
+                await committer.finish(rewind=True)
             if stopping:
                 self.state.to(WorkerState.STOPPING)
                 return
@@ -159,12 +202,14 @@ class Worker:
         the interval leaves the barrier only the last few milliseconds to flush.
         """
         deadline = time.monotonic() + self.settings.commit_interval
+        sender = self._sender
+        assert sender is not None
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
             timeout = min(remaining, OUTPUT_LINGER)
             if await self._woken(committer.abort_requested, timeout) or timeout >= remaining:
                 return self._stop.is_set()
-            await committer.flush_outputs()
+            await sender.flush()
 
     async def _woken(self, abort_requested: asyncio.Event, timeout: float) -> bool:
         waiters = [asyncio.ensure_future(e.wait()) for e in (self._stop, abort_requested)]
@@ -176,7 +221,7 @@ class Worker:
                 waiter.cancel()
         return bool(done)
 
-    async def _shutdown(self, consumer: Any, producer: TransactionalProducer) -> None:
+    async def _shutdown(self, consumer: GroupConsumer, producer: Producer) -> None:
         self.app._runtime = None
         try:
             await asyncio.wait_for(consumer.stop(), 30)
@@ -189,26 +234,8 @@ class Worker:
             self.state.to(WorkerState.STOPPED)
         log.info("worker stopped")
 
-    # -- callbacks ------------------------------------------------------------------
-    async def _begin(self) -> None:
-        assert self.committer is not None
-        await self.committer.begin()
-
-    def _is_open(self) -> bool:
-        return self.committer is not None and self.committer.is_open
-
-    async def _dead_letter(self, letter: Any) -> None:
-        assert self.committer is not None
-        await self.committer.dead_letter(letter)
-
-    def _agent_failed(self, instance: Any, event: Any, exc: BaseException) -> None:
-        assert self.committer is not None
-        key = None if event is None else (instance.spec.name, event.topic, event.partition,
-                                           event.offset)
-        self.committer.agent_failed(key, exc)
-
     # -- topics ---------------------------------------------------------------------
-    async def _ensure_topics(self) -> Topics:
+    async def _ensure_topics(self, transport: Transport) -> Topics:
         settings = self.settings
         specs: dict[str, TopicSpec] = {}
         for topic in self.app.topics.values():
@@ -219,15 +246,19 @@ class Worker:
                          for t in a.topics for n in t.names}
         for table in self.app.tables.values():
             partitions = table.partitions or _single(source_counts, table.name)
+            if source_counts and partitions not in source_counts:
+                raise ConfigurationError(
+                    f"table {table.name!r} has {partitions} partitions, but no agent's source "
+                    f"topic has that many (they have {sorted(source_counts)}): no event could "
+                    "use it without writing keys to the wrong partition. Declare the table "
+                    "with its source topic's partition count.")
             specs[settings.changelog_topic(table.name)] = TopicSpec(
                 settings.changelog_topic(table.name), partitions,
                 {"cleanup.policy": "compact"})
         specs[settings.dlq_topic] = TopicSpec(settings.dlq_topic, 1)
-        return await ensure_topics(settings.bootstrap, list(specs.values()),
-                                   settings.replication_factor)
-
-    def _table_partitions(self, counts: dict[str, int]) -> dict[str, int]:
-        return {name: counts[self.settings.changelog_topic(name)] for name in self.app.tables}
+        topics: Topics = await transport.ensure_topics(list(specs.values()),
+                                                       settings.replication_factor)
+        return topics
 
 
 def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -1,12 +1,13 @@
 """Table state: per-partition stores, transaction overlays and changelog restore.
 
 Pure of runtime and app knowledge; the runtime composes these pieces. Imports only
-``eoflow.errors``, rocksdict and aiokafka.
+``eoflow.errors`` and rocksdict; restore reads through a ``ChangelogReader`` the transport
+provides.
 """
 
 from eoflow._state.faults import fault_point
 from eoflow._state.overlay import Overlay
-from eoflow._state.restore import RestoreStats, restore_partition
+from eoflow._state.restore import ChangelogReader, RestoreStats, restore
 from eoflow._state.store import (
     FORMAT_VERSION,
     MemoryPartitionStore,
@@ -19,6 +20,7 @@ from eoflow._state.store import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "ChangelogReader",
     "MemoryPartitionStore",
     "Overlay",
     "PartitionStore",
@@ -27,6 +29,6 @@ __all__ = [
     "StoreIdentity",
     "fault_point",
     "open_or_rebuild",
-    "restore_partition",
+    "restore",
     "store_path",
 ]

@@ -86,6 +86,16 @@ class PartitionStore(Protocol):
         """Offset of the last changelog record applied; None when nothing was applied."""
         ...
 
+    @property
+    def owned_at(self) -> float | None:
+        """Wall-clock time (``time.time()``) this store was last known current: its last
+        apply or :meth:`touch`. None for a store that never had either."""
+        ...
+
+    def touch(self) -> None:
+        """Record that the store is current now (its owner restored or releases it)."""
+        ...
+
     def get(self, key: bytes) -> bytes | None:
         """The committed value of ``key``, or None."""
         ...
@@ -95,7 +105,8 @@ class PartitionStore(Protocol):
         ...
 
     def apply(self, writes: Mapping[bytes, bytes | None], changelog_offset: int) -> None:
-        """Atomically write ``writes`` (None deletes) and the new changelog offset.
+        """Atomically write ``writes`` (None deletes), the new changelog offset and the
+        time (:attr:`owned_at`).
 
         Raises :class:`OffsetRegressionError` unless ``changelog_offset`` is above the
         stored one.

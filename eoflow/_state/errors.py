@@ -1,20 +1,16 @@
-"""Errors of the table-state layer.
-
-The state errors live in :mod:`eoflow.errors` (the one public error hierarchy); this module
-re-exports them for the code under ``eoflow._state`` and adds the few that only the state
-layer raises::
-
-    StateError                        (eoflow.errors)
-    ├── StoreMismatchError            fatal: the store belongs to another app/partitioning
-    ├── StoreCorruptError             retriable: the store is rebuilt from its changelog
-    ├── StoreLockedError              fatal: another process has the store open
-    ├── OffsetRegressionError         fatal: an apply would move the stored offset backwards
-    └── RestoreError                  retriable: reading the changelog failed
-"""
+"""Errors of the table-state layer, re-exported from :mod:`eoflow.errors` (the one public
+error hierarchy) for the code under ``eoflow._state``."""
 
 from __future__ import annotations
 
-from eoflow.errors import RestoreError, StateError, StoreCorruptError, StoreMismatchError
+from eoflow.errors import (
+    OffsetRegressionError,
+    RestoreError,
+    StateError,
+    StoreCorruptError,
+    StoreLockedError,
+    StoreMismatchError,
+)
 
 __all__ = [
     "OffsetRegressionError",
@@ -24,19 +20,3 @@ __all__ = [
     "StoreLockedError",
     "StoreMismatchError",
 ]
-
-
-class StoreLockedError(StateError):
-    """Another process (often a second worker on the same data directory) holds the store.
-
-    The store is healthy, so it must not be wiped; stop the other process or give this
-    worker its own data directory.
-    """
-
-
-class OffsetRegressionError(StateError):
-    """An apply carried a changelog offset not above the stored one.
-
-    The stored changelog offset only grows (invariant 4); a regression means the caller
-    would apply the same or older changelog records twice. This is a bug, not a fault.
-    """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Mapping
 
 from eoflow._state.base import StoreIdentity, check_offset_advances
@@ -23,6 +24,7 @@ class MemoryPartitionStore:
         self._identity = identity
         self._data: dict[bytes, bytes] = {}
         self._offset: int | None = None
+        self._owned_at: float | None = None
         self._closed = False
         self._lock = threading.Lock()
 
@@ -36,6 +38,13 @@ class MemoryPartitionStore:
     @property
     def changelog_offset(self) -> int | None:
         return self._offset
+
+    @property
+    def owned_at(self) -> float | None:
+        return self._owned_at
+
+    def touch(self) -> None:
+        self._owned_at = time.time()
 
     def get(self, key: bytes) -> bytes | None:
         self._require_open()
@@ -62,11 +71,12 @@ class MemoryPartitionStore:
                 else:
                     data[key] = value
             self._data, self._offset = data, changelog_offset
+            self._owned_at = time.time()
 
     def reset(self) -> None:
         with self._lock:
             self._require_open()
-            self._data, self._offset = {}, None
+            self._data, self._offset, self._owned_at = {}, None, None
 
     def close(self) -> None:
         self._closed = True

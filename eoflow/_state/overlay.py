@@ -2,15 +2,24 @@
 
 Table writes never reach the store before their transaction commits (invariant 3). During
 a commit interval they collect in an :class:`Overlay`, one per table partition; reads see
-the overlay first and fall back to the committed store. After EndTxn(commit) the runtime
-calls :meth:`Overlay.commit_to_store` (off the event loop); on abort it calls
-:meth:`Overlay.discard`.
+the overlay first and fall back to the committed store.
+
+::
+
+    OPEN ──prepare()──► PREPARED ──commit_to_store() / discard()──► OPEN
+
+``prepare()`` is called once the overlay's writes were sent to the changelog: from then
+until the store holds them (after EndTxn) or they are thrown away (abort), a write would
+reach the store without a changelog record, so the overlay refuses it. After
+EndTxn(commit) the runtime calls :meth:`Overlay.commit_to_store` (off the event loop); on
+abort it calls :meth:`Overlay.discard`.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from enum import Enum
 from typing import Final
 
 from eoflow._state.base import PartitionStore
@@ -29,6 +38,11 @@ class _Tombstone:
 _DELETED: Final = _Tombstone()
 
 
+class OverlayState(Enum):
+    OPEN = "open"  # takes writes
+    PREPARED = "prepared"  # flushed to the changelog; refuses writes until apply or discard
+
+
 class Overlay:
     """Uncommitted writes for one table partition over its committed :class:`PartitionStore`.
 
@@ -40,6 +54,7 @@ class Overlay:
         self._store = store
         self._pending: dict[bytes, bytes | _Tombstone] = {}
         self._last_offset: int | None = None
+        self.state = OverlayState.OPEN
 
     def __repr__(self) -> str:
         return f"Overlay({len(self._pending)} pending, store={self._store!r})"
@@ -66,13 +81,30 @@ class Overlay:
             return self._store.get(key)
         return None if isinstance(pending, _Tombstone) else pending
 
+    @property
+    def has_writes(self) -> bool:
+        return bool(self._pending)
+
     def set(self, key: bytes, value: bytes) -> None:
         """Write ``key`` in this transaction."""
+        if self.state is OverlayState.PREPARED:
+            self._refuse(key)
         self._pending[key] = value
 
     def delete(self, key: bytes) -> None:
         """Delete ``key`` in this transaction (also hides the committed value)."""
+        if self.state is OverlayState.PREPARED:
+            self._refuse(key)
         self._pending[key] = _DELETED
+
+    def prepare(self) -> None:
+        """The writes were sent to the changelog: refuse more until apply or discard."""
+        self.state = OverlayState.PREPARED
+
+    def _refuse(self, key: bytes) -> None:
+        raise StateError(
+            f"{self!r}: write of key {key[:60]!r} after the interval's changelog records "
+            "were sent; it would reach the store without a changelog record")
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Merged view in ascending key order: committed items overridden by pending ones."""
@@ -105,6 +137,7 @@ class Overlay:
         """Forget everything pending (the transaction aborted)."""
         self._pending.clear()
         self._last_offset = None
+        self.state = OverlayState.OPEN
 
     def commit_to_store(self) -> None:
         """Apply the pending writes and the last changelog offset in one atomic batch.
@@ -115,6 +148,7 @@ class Overlay:
         only after the store accepted the batch.
         """
         if self.is_empty:
+            self.state = OverlayState.OPEN
             return
         if self._last_offset is None:
             raise StateError(

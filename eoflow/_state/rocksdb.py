@@ -4,7 +4,8 @@ Layout, one database per table partition (see :func:`~eoflow._state.base.store_p
 
     <datadir>/tables/<table>/<partition>/
         column family "default"      table keys -> values (raw bytes)
-        column family "eoflow_meta"  b"identity" -> JSON, b"changelog_offset" -> int64 BE
+        column family "eoflow_meta"  b"identity" -> JSON, b"changelog_offset" -> int64 BE,
+                                     b"owned_at" -> float64 BE (wall clock, seconds)
 
 The changelog offset lives in its own column family so that it is written in the same
 WriteBatch as the data (atomic) without reserving any table key.
@@ -16,6 +17,7 @@ import logging
 import shutil
 import struct
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -35,7 +37,9 @@ __all__ = ["RocksDBPartitionStore", "open_or_rebuild"]
 _META_CF = "eoflow_meta"
 _IDENTITY_KEY = b"identity"
 _OFFSET_KEY = b"changelog_offset"
+_OWNED_AT_KEY = b"owned_at"
 _OFFSET = struct.Struct(">q")
+_TIME = struct.Struct(">d")
 
 _log = logging.getLogger(__name__)
 
@@ -55,12 +59,14 @@ class RocksDBPartitionStore:
     process loses nothing that :meth:`apply` returned for.
     """
 
-    def __init__(self, path: Path, identity: StoreIdentity, db: Rdict, offset: int | None):
+    def __init__(self, path: Path, identity: StoreIdentity, db: Rdict, offset: int | None,
+                 owned_at: float | None = None):
         """Use :meth:`open`; this only wires an already opened and checked database."""
         self._path = path
         self._identity = identity
         self._db: Rdict | None = db
         self._offset = offset
+        self._owned_at = owned_at
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -78,6 +84,19 @@ class RocksDBPartitionStore:
     @property
     def changelog_offset(self) -> int | None:
         return self._offset
+
+    @property
+    def owned_at(self) -> float | None:
+        return self._owned_at
+
+    def touch(self) -> None:
+        with self._lock:
+            db = self._require_open()
+            now = time.time()
+            batch = WriteBatch(raw_mode=True)
+            batch.put(_OWNED_AT_KEY, _TIME.pack(now), db.get_column_family_handle(_META_CF))
+            db.write(batch)
+            self._owned_at = now
 
     @classmethod
     def open(cls, path: Path | str, identity: StoreIdentity) -> RocksDBPartitionStore:
@@ -99,11 +118,11 @@ class RocksDBPartitionStore:
         try:
             if not existed:
                 _write_identity(db, identity)
-            offset = _check_meta(db, path, identity)
+            offset, owned_at = _check_meta(db, path, identity)
         except BaseException:
             db.close()
             raise
-        return cls(path, identity, db, offset)
+        return cls(path, identity, db, offset, owned_at)
 
     @staticmethod
     def destroy(path: Path | str) -> None:
@@ -133,7 +152,9 @@ class RocksDBPartitionStore:
                     batch.put(key, value)
             # Fetched per apply: a held handle would keep the DB (and its LOCK) open.
             meta = db.get_column_family_handle(_META_CF)
+            now = time.time()
             batch.put(_OFFSET_KEY, _OFFSET.pack(changelog_offset), meta)
+            batch.put(_OWNED_AT_KEY, _TIME.pack(now), meta)
             fault_point("before_store_write")
             try:
                 db.write(batch)
@@ -143,14 +164,14 @@ class RocksDBPartitionStore:
                     f"{changelog_offset} to {self._path} failed: {exc}. Check free disk "
                     f"space and permissions of the data directory."
                 ) from exc
-            self._offset = changelog_offset
+            self._offset, self._owned_at = changelog_offset, now
 
     def reset(self) -> None:
         with self._lock:
             self.close()
             self.destroy(self._path)
             fresh = self.open(self._path, self._identity)
-            self._db, self._offset = fresh._db, None
+            self._db, self._offset, self._owned_at = fresh._db, None, None
 
     def close(self) -> None:
         with self._lock:
@@ -184,12 +205,14 @@ def _write_identity(db: Rdict, identity: StoreIdentity) -> None:
     db.write(batch)
 
 
-def _check_meta(db: Rdict, path: Path, expected: StoreIdentity) -> int | None:
-    """Check the stored identity against ``expected``; return the stored offset."""
+def _check_meta(db: Rdict, path: Path,
+                expected: StoreIdentity) -> tuple[int | None, float | None]:
+    """Check the stored identity against ``expected``; return the offset and owned_at."""
     meta = db.get_column_family(_META_CF)
     try:
         raw_identity = meta.get(_IDENTITY_KEY)
         raw_offset = meta.get(_OFFSET_KEY)
+        raw_owned = meta.get(_OWNED_AT_KEY)
     finally:
         meta.close()  # closes only this view; an open view would keep the LOCK held
     if raw_identity is None:
@@ -200,6 +223,7 @@ def _check_meta(db: Rdict, path: Path, expected: StoreIdentity) -> int | None:
     try:
         found = StoreIdentity.from_bytes(raw_identity)
         offset = None if raw_offset is None else _OFFSET.unpack(raw_offset)[0]
+        owned_at = None if raw_owned is None else _TIME.unpack(raw_owned)[0]
     except (ValueError, KeyError, TypeError, struct.error) as exc:
         raise StoreCorruptError(f"Table store at {path} has unreadable metadata: {exc}") from exc
     if found != expected:
@@ -209,7 +233,7 @@ def _check_meta(db: Rdict, path: Path, expected: StoreIdentity) -> int | None:
             f"purpose, stop the worker and delete {path} (or the whole data directory); "
             f"eoflow then rebuilds the table from its changelog topic."
         )
-    return offset
+    return offset, owned_at
 
 
 def open_or_rebuild(

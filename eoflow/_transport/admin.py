@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 _TOPIC_ALREADY_EXISTS = 36
 #: Kafka's default message.max.bytes, used if a topic's limit cannot be read.
 DEFAULT_MAX_MESSAGE_BYTES = 1048588
+#: Kafka's default delete.retention.ms (one day), in seconds.
+DEFAULT_DELETE_RETENTION = 86400.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class Topics:
     partitions: dict[str, int]
     #: ``max.message.bytes`` per topic: the largest record batch the broker accepts.
     max_bytes: dict[str, int]
+    #: ``delete.retention.ms`` per topic, in seconds: how long a compacted topic keeps
+    #: tombstones.
+    delete_retention: dict[str, float] = field(default_factory=dict)
 
 
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_factor: int,
@@ -53,7 +58,7 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
         if missing:
             await _create(admin, missing, replication_factor)
             existing.update(await _wait_visible(admin, [s.name for s in missing], timeout))
-        limits = await _max_message_bytes(admin, [s.name for s in specs])
+        limits, retention = await _topic_configs(admin, [s.name for s in specs])
     except (TopicMismatchError, TransportError):
         raise
     except Exception as exc:
@@ -67,19 +72,29 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
                 f"topic {spec.name!r} exists with {found} partitions but the app declares "
                 f"{spec.partitions}; declare partitions={found}, or recreate the topic (its "
                 "data, committed offsets and any table built from it belong together)")
-    return Topics(existing, limits)
+    return Topics(existing, limits, retention)
 
 
-async def _max_message_bytes(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
-    resources = [ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None})
+async def _topic_configs(admin: AIOKafkaAdminClient,
+                         names: list[str]) -> tuple[dict[str, int], dict[str, float]]:
+    """``max.message.bytes`` and ``delete.retention.ms`` (as seconds) of each topic."""
+    wanted = {"max.message.bytes": None, "delete.retention.ms": None}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, dict(wanted))
                  for name in sorted(set(names))]
     limits: dict[str, int] = {}
+    retention: dict[str, float] = {}
     for response in await admin.describe_configs(resources):
         for resource in response.to_object()["resources"]:
             for entry in resource.get("config_entries") or ():
-                if entry["config_names"] == "max.message.bytes" and entry["config_value"]:
-                    limits[resource["resource_name"]] = int(entry["config_value"])
-    return {name: limits.get(name, DEFAULT_MAX_MESSAGE_BYTES) for name in names}
+                name, value = entry["config_names"], entry["config_value"]
+                if not value:
+                    continue
+                if name == "max.message.bytes":
+                    limits[resource["resource_name"]] = int(value)
+                elif name == "delete.retention.ms":
+                    retention[resource["resource_name"]] = int(value) / 1000
+    return ({name: limits.get(name, DEFAULT_MAX_MESSAGE_BYTES) for name in names},
+            {name: retention.get(name, DEFAULT_DELETE_RETENTION) for name in names})
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:

@@ -5,6 +5,10 @@ a record is one append to the open batch of its partition; a full batch goes to 
 producer whole, with one future, and remembers which events its records came from so a
 failed batch can be blamed on them. Partitions follow Kafka's default partitioner
 (murmur2 of the key), so co-partitioning with other clients holds.
+
+One :class:`OutputBatches` belongs to one interval. A batch handed to the producer that
+the producer refused is lost with the records of every event in it: :attr:`failure`
+keeps the error, and the interval must abort whatever the agent did with the exception.
 """
 
 from __future__ import annotations
@@ -16,13 +20,13 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
-from eoflow.errors import RecordTooLargeError
+from eoflow.errors import RecordRejectedError, RecordTooLargeError
 
 from .admin import DEFAULT_MAX_MESSAGE_BYTES
-from .producer import SendFuture, TransactionalProducer
+from .base import Producer, SendFuture
 
-__all__ = ["BATCH_OVERHEAD", "OutputBatches", "SentBatch", "check_record_size",
-           "default_partition", "record_size"]
+__all__ = ["BATCH_OVERHEAD", "OutputBatches", "Partitioner", "SentBatch", "check_partition",
+           "check_record_size", "default_partition", "record_size"]
 
 _CACHE_LIMIT = 100_000
 #: Bytes a record batch adds around its records (v2 header), plus headroom.
@@ -50,9 +54,41 @@ def check_record_size(topic: str, partition: int | None, key: bytes | None, size
             "topic's max.message.bytes")
 
 
+def check_partition(topic: str, partition: int, count: int) -> None:
+    """Refuse a partition number the topic does not have, naming both."""
+    if not 0 <= partition < count:
+        raise RecordRejectedError(
+            f"send to {topic!r} partition {partition}: the topic has {count} partitions "
+            f"(0 to {count - 1})")
+
+
 def default_partition(key: bytes, partitions: int) -> int:
     """Kafka's default partition for ``key`` (Java client and aiokafka agree)."""
     return int((murmur2(key) & 0x7FFFFFFF) % partitions)
+
+
+class Partitioner:
+    """Partition numbers by topic partition count and key, with a bounded cache."""
+
+    def __init__(self, partition_counts: Mapping[str, int]) -> None:
+        self.counts = partition_counts
+        self._cache: dict[tuple[str, bytes], int] = {}
+
+    def knows(self, topic: str) -> bool:
+        """Whether records for ``topic`` can be batched (its partition count is known)."""
+        return topic in self.counts
+
+    def partition_for(self, topic: str, key: bytes | None) -> int:
+        count = self.counts[topic]
+        if key is None:
+            return random.randrange(count)
+        cache_key = (topic, key)
+        partition = self._cache.get(cache_key)
+        if partition is None:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            partition = self._cache[cache_key] = default_partition(key, count)
+        return partition
 
 
 @dataclass
@@ -72,32 +108,17 @@ class SentBatch:
 
 
 class OutputBatches:
-    """The open batches of one transaction (one per topic partition)."""
+    """The open batches of one interval's transaction (one per topic partition)."""
 
-    def __init__(self, producer: TransactionalProducer, partition_counts: Mapping[str, int],
+    def __init__(self, producer: Producer, partitioner: Partitioner,
                  max_bytes: Mapping[str, int]) -> None:
         self._producer = producer
-        self._counts = partition_counts
+        self._partitioner = partitioner
         self._limits = max_bytes
         self._open: dict[tuple[str, int], _Open] = {}
-        self._partitions: dict[tuple[str, bytes], int] = {}
         self.sent: list[SentBatch] = []
-
-    def knows(self, topic: str) -> bool:
-        """Whether records for ``topic`` can be batched (its partition count is known)."""
-        return topic in self._counts
-
-    def partition_for(self, topic: str, key: bytes | None) -> int:
-        count = self._counts[topic]
-        if key is None:
-            return random.randrange(count)
-        cache_key = (topic, key)
-        partition = self._partitions.get(cache_key)
-        if partition is None:
-            if len(self._partitions) >= _CACHE_LIMIT:
-                self._partitions.clear()
-            partition = self._partitions[cache_key] = default_partition(key, count)
-        return partition
+        #: The first refused hand-off: its records are gone, the interval must abort.
+        self.failure: BaseException | None = None
 
     async def append(self, topic: str, key: bytes | None, value: bytes | None,
                      partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
@@ -106,13 +127,17 @@ class OutputBatches:
 
         A batch never grows past the topic's ``max.message.bytes``, and a record that
         alone would exceed it raises :class:`RecordTooLargeError` here, in the agent that
-        sends it. ``alone`` sends the record in a batch of its own (to blame failures).
+        sends it; a partition the topic does not have raises :class:`RecordRejectedError`.
+        Neither touches the batches. ``alone`` sends the record in a batch of its own (to
+        blame failures).
         """
         size = record_size(key, value, headers)
         limit = self._limits.get(topic, DEFAULT_MAX_MESSAGE_BYTES)
         check_record_size(topic, partition, key, size, limit)
         if partition is None:
-            partition = self.partition_for(topic, key)
+            partition = self._partitioner.partition_for(topic, key)
+        else:
+            check_partition(topic, partition, self._partitioner.counts[topic])
         tp = (topic, partition)
         open_batch = self._open.get(tp)
         if open_batch is not None and open_batch.builder.size() + size + BATCH_OVERHEAD > limit:
@@ -137,10 +162,10 @@ class OutputBatches:
             await self._submit(tp, open_batch)
 
     async def _submit(self, tp: tuple[str, int], open_batch: _Open) -> None:
-        future, _count = await self._producer.submit_batch(open_batch.builder, *tp)
+        try:
+            future, _count = await self._producer.submit_batch(open_batch.builder, *tp)
+        except BaseException as exc:
+            if self.failure is None:
+                self.failure = exc
+            raise
         self.sent.append(SentBatch(future, tp[0], tp[1], tuple(open_batch.sources)))
-
-    def reset(self) -> None:
-        """Forget everything (the transaction is over, committed or aborted)."""
-        self._open.clear()
-        self.sent = []

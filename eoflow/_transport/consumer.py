@@ -1,9 +1,12 @@
 """The group consumer: static membership, read_committed, stable committed offsets.
 
-``fetch_stable_offsets`` asks the group coordinator with ``OffsetFetch`` v7 and
-``require_stable``: while another member's transaction that holds offsets for these
-partitions is still open, the broker answers ``UNSTABLE_OFFSET_COMMIT`` and we wait,
-instead of starting from an offset that transaction is about to move (KIP-447).
+:meth:`KafkaGroupConsumer.committed_offsets` asks the group coordinator with
+``OffsetFetch`` v7 and ``require_stable``: while another member's transaction that holds
+offsets for these partitions is still open, the broker answers
+``UNSTABLE_OFFSET_COMMIT`` and we wait, instead of starting from an offset that
+transaction is about to move (KIP-447). Right after a broker (re)start the coordinator is
+briefly unknown, loading or moving (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR,
+COORDINATOR_LOAD_IN_PROGRESS): those are retried with a backoff too, until ``timeout``.
 """
 
 from __future__ import annotations
@@ -11,118 +14,180 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.client import ConnectionGroup, CoordinationType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import TopicPartition as KafkaTP
 
-from eoflow.errors import CommitFailedError, TransportError
+from eoflow.errors import CommitFailedError, EoflowError, TransportError
 
-from .protocol import GroupMetadata, offset_fetch_request
+from .base import ConsumedRecord, GroupMetadata, RebalanceListener, TopicPartition
+from .errors import RETRIABLE_GROUP_ERRORS, translate
+from .protocol import offset_fetch_request
 
-__all__ = ["create_group_consumer", "fetch_stable_offsets", "group_metadata", "subscribe"]
+__all__ = ["KafkaGroupConsumer"]
 
 log = logging.getLogger(__name__)
 
 _UNSTABLE_OFFSET_COMMIT = 88
-_COORDINATOR_MOVED = {14, 15, 16}
+_COORDINATOR_MOVED = {14, 15, 16}  # loading, not available, not coordinator
+_RETRY_CODES = _COORDINATOR_MOVED | {_UNSTABLE_OFFSET_COMMIT}
 
 
-def create_group_consumer(
-    *,
-    bootstrap: str,
-    group_id: str,
-    instance_id: str,
-    client_id: str,
-    session_timeout_ms: int,
-    max_poll_interval_ms: int,
-) -> AIOKafkaConsumer:
-    """A consumer that never commits by itself and reads only committed records.
+class _Listener(ConsumerRebalanceListener):
+    """aiokafka's listener interface, handing eoflow's TopicPartition to ours."""
 
-    The range assignor gives the same partition numbers of equally partitioned topics to the
-    same member, which is what co-partitioned tables need.
+    def __init__(self, listener: RebalanceListener) -> None:
+        self._listener = listener
+
+    async def on_partitions_revoked(self, revoked: set[KafkaTP]) -> None:
+        await self._listener.on_partitions_revoked({TopicPartition(*tp) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[KafkaTP]) -> None:
+        await self._listener.on_partitions_assigned({TopicPartition(*tp) for tp in assigned})
+
+
+class KafkaGroupConsumer:
+    """Implements ``eoflow._transport.base.GroupConsumer`` with aiokafka.
+
+    Never commits by itself, reads only committed records. The range assignor gives the
+    same partition numbers of equally partitioned topics to the same member, which is
+    what co-partitioned tables need.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        group_instance_id=instance_id,
-        client_id=client_id,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        session_timeout_ms=session_timeout_ms,
-        heartbeat_interval_ms=max(100, session_timeout_ms // 5),
-        max_poll_interval_ms=max_poll_interval_ms,
-        partition_assignment_strategy=(RangePartitionAssignor,),
-        fetch_max_wait_ms=100,
-        max_partition_fetch_bytes=1024 * 1024,
-    )
-    return consumer
 
+    def __init__(self, *, bootstrap: str, group_id: str, instance_id: str, client_id: str,
+                 session_timeout: float, max_poll_interval: float,
+                 client_options: dict[str, Any] | None = None) -> None:
+        session_timeout_ms = int(session_timeout * 1000)
+        self._group_id = group_id
+        self._instance_id = instance_id
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            group_instance_id=instance_id,
+            client_id=client_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(100, session_timeout_ms // 5),
+            max_poll_interval_ms=int(max_poll_interval * 1000),
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=1024 * 1024,
+            **(client_options or {}),
+        )
 
-def subscribe(consumer: AIOKafkaConsumer, topics: Iterable[str],
-              listener: ConsumerRebalanceListener) -> None:
-    """Subscribe with the rebalance listener that keeps partition moves exactly-once."""
-    consumer.subscribe(topics=sorted(set(topics)), listener=listener)
+    def subscribe(self, topics: Iterable[str], listener: RebalanceListener) -> None:
+        self._consumer.subscribe(topics=sorted(set(topics)), listener=_Listener(listener))
 
+    async def start(self) -> None:
+        try:
+            await self._consumer.start()
+        except Exception as exc:
+            raise translate(exc, f"starting the consumer of group {self._group_id!r}") from exc
 
-def group_metadata(consumer: AIOKafkaConsumer, group_id: str, instance_id: str) -> GroupMetadata:
-    """The generation and member id the consumer holds right now (take it at assignment)."""
-    coordinator = consumer._coordinator
-    return GroupMetadata(
-        group_id=group_id,
-        generation_id=int(coordinator.generation),
-        member_id=str(coordinator.member_id),
-        group_instance_id=instance_id,
-    )
+    async def stop(self) -> None:
+        await self._consumer.stop()
 
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(*tp) for tp in self._consumer.assignment()}
 
-async def fetch_stable_offsets(
-    consumer: AIOKafkaConsumer,
-    group_id: str,
-    partitions: Iterable[TopicPartition],
-    *,
-    timeout: float = 120.0,
-) -> dict[TopicPartition, int]:
-    """Committed offsets of ``partitions``; -1 where the group has none.
+    def group_metadata(self) -> GroupMetadata:
+        coordinator = self._consumer._coordinator
+        return GroupMetadata(group_id=self._group_id,
+                             generation_id=int(coordinator.generation),
+                             member_id=str(coordinator.member_id),
+                             group_instance_id=self._instance_id)
 
-    Waits while a pending transaction holds offsets for them, up to ``timeout`` seconds
-    (the broker resolves it at the latest when the transaction times out).
-    """
-    wanted = sorted(partitions)
-    if not wanted:
-        return {}
-    client = consumer._client
-    deadline = time.monotonic() + timeout
-    while True:
-        node_id = await client.coordinator_lookup(CoordinationType.GROUP, group_id)
-        request = offset_fetch_request(group_id, [(tp.topic, tp.partition) for tp in wanted])
+    def request_rejoin(self) -> None:
+        """Ask the coordinator task to rejoin the group (a new generation, a new assignment)."""
+        self._consumer._coordinator.request_rejoin()
+
+    async def fetch(self, timeout: float,
+                    max_records: int) -> Mapping[TopicPartition, Sequence[ConsumedRecord]]:
+        try:
+            batch = await self._consumer.getmany(timeout_ms=int(timeout * 1000),
+                                                 max_records=max_records)
+        except Exception as exc:
+            raise translate(exc, "fetching records") from exc
+        return {TopicPartition(*tp): records for tp, records in batch.items()}
+
+    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        assigned = self._consumer.assignment()
+        earliest = [KafkaTP(*tp) for tp, off in offsets.items() if off < 0 and tp in assigned]
+        for tp, offset in offsets.items():
+            if offset >= 0 and tp in assigned:
+                self._consumer.seek(KafkaTP(*tp), offset)
+        if earliest:
+            try:
+                await self._consumer.seek_to_beginning(*earliest)
+            except Exception as exc:
+                raise translate(exc, f"seeking {earliest} to the beginning") from exc
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        try:
+            await self._consumer.commit({KafkaTP(*tp): off for tp, off in offsets.items()})
+        except Exception as exc:
+            raise CommitFailedError(f"committing offsets {dict(offsets)}: {exc!r}") from exc
+
+    async def committed_offsets(self, partitions: Iterable[TopicPartition], *,
+                                timeout: float = 120.0) -> dict[TopicPartition, int]:
+        """Committed offsets of ``partitions``; -1 where the group has none.
+
+        Waits while a pending transaction holds offsets for them, or while the group
+        coordinator is unavailable, up to ``timeout`` seconds; then raises
+        :class:`TransportError` (retriable).
+        """
+        wanted = sorted(partitions)
+        if not wanted:
+            return {}
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while True:
+            try:
+                result, retry = await self._fetch_offsets(wanted)
+            except EoflowError:
+                raise
+            except RETRIABLE_GROUP_ERRORS as exc:
+                result, retry = {}, f"{type(exc).__name__}"
+            except Exception as exc:
+                raise translate(exc, f"fetching committed offsets of {wanted}") from exc
+            if retry is None:
+                return {tp: result.get(tp, -1) for tp in wanted}
+            if time.monotonic() > deadline:
+                raise TransportError(
+                    f"committed offsets of group {self._group_id!r} for "
+                    f"{[str(tp) for tp in wanted]} stayed unavailable ({retry}) for "
+                    f"{timeout:.0f}s")
+            log.info("committed offsets not available yet (%s); retrying in %.1fs", retry,
+                     delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _fetch_offsets(self, wanted: list[TopicPartition]
+                             ) -> tuple[dict[TopicPartition, int], str | None]:
+        client = self._consumer._client
+        node_id = await client.coordinator_lookup(CoordinationType.GROUP, self._group_id)
+        request = offset_fetch_request(self._group_id, [(tp.topic, tp.partition) for tp in wanted])
         response = await client.send(node_id, request, group=ConnectionGroup.COORDINATION)
-        result, retry_code = _parse_offsets(response)
-        if retry_code is None:
-            return {tp: result.get(tp, -1) for tp in wanted}
-        if time.monotonic() > deadline:
-            raise CommitFailedError(
-                f"committed offsets of group {group_id!r} for {wanted} stayed unavailable "
-                f"(error {retry_code}) for {timeout:.0f}s")
-        if retry_code == _UNSTABLE_OFFSET_COMMIT:
-            log.info("waiting for a pending transaction to settle offsets of %s", wanted)
-        await asyncio.sleep(0.1)
+        return _parse_offsets(response)
 
 
-def _parse_offsets(response: Any) -> tuple[dict[TopicPartition, int], int | None]:
-    if response.error_code in _COORDINATOR_MOVED | {_UNSTABLE_OFFSET_COMMIT}:
-        return {}, int(response.error_code)
+def _parse_offsets(response: Any) -> tuple[dict[TopicPartition, int], str | None]:
+    """Offsets, or the error code to retry on (as text)."""
+    if response.error_code in _RETRY_CODES:
+        return {}, f"error {response.error_code}"
     if response.error_code != 0:
         raise TransportError(f"OffsetFetch failed with error code {response.error_code}")
     offsets: dict[TopicPartition, int] = {}
     for topic, partitions, _tags in response.topics:
         for partition, offset, _epoch, _meta, code, _ptags in partitions:
-            if code in _COORDINATOR_MOVED | {_UNSTABLE_OFFSET_COMMIT}:
-                return {}, int(code)
+            if code in _RETRY_CODES:
+                return {}, f"error {code} for {topic}[{partition}]"
             if code != 0:
                 raise TransportError(
                     f"OffsetFetch for {topic}[{partition}] failed with error code {code}")

@@ -11,7 +11,7 @@ support is not enough for exactly-once:
   one with the same transactional id: ``InitProducerId`` bumps the epoch, which aborts the
   open transaction on the broker. :meth:`TransactionalProducer.reset` does that.
 
-aiokafka exceptions are translated into :mod:`eoflow.errors` here and nowhere else.
+aiokafka exceptions are translated into :mod:`eoflow.errors` (``.errors.translate``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kerr
 from aiokafka.producer.sender import TxnOffsetCommitHandler
-from aiokafka.structs import OffsetAndMetadata, RecordMetadata, TopicPartition
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from eoflow.errors import (
     CommitFailedError,
@@ -34,13 +34,14 @@ from eoflow.errors import (
     TransportError,
 )
 
-from .protocol import GroupMetadata, txn_offset_commit_request
+from .base import Batch, GroupMetadata, SendFuture
+from .base import TopicPartition as TP
+from .errors import translate
+from .protocol import txn_offset_commit_request
 
-__all__ = ["SendFuture", "TransactionalProducer", "translate_kafka_error"]
+__all__ = ["TransactionalProducer"]
 
 log = logging.getLogger(__name__)
-
-SendFuture = asyncio.Future[RecordMetadata]
 
 # Group coordinator answers that mean "this member is not in the current generation".
 _STALE_MEMBER_CODES = {22: "ILLEGAL_GENERATION", 25: "UNKNOWN_MEMBER_ID",
@@ -51,21 +52,6 @@ FENCED_INSTANCE_ID = 82
 
 class InstanceFencedError(ProducerFencedError):
     """Another worker joined the group with this worker's instance id."""
-
-
-def translate_kafka_error(exc: BaseException, what: str) -> Exception:
-    """Map an aiokafka exception raised while doing ``what`` to an eoflow error."""
-    if isinstance(exc, TransportError):
-        return exc
-    if isinstance(exc, kerr.ProducerFenced | kerr.InvalidProducerEpoch):
-        return ProducerFencedError(
-            f"{what}: the producer was fenced (a newer producer with the same transactional "
-            "id started, or the broker aborted a transaction that outlived "
-            "transaction_timeout)"
-        )
-    if isinstance(exc, kerr.KafkaError | OSError | asyncio.TimeoutError):
-        return TransactionAbortedError(f"{what}: {exc!r}")
-    return exc if isinstance(exc, Exception) else TransportError(repr(exc))
 
 
 class _GroupAwareTxnOffsetCommit(TxnOffsetCommitHandler):
@@ -139,9 +125,12 @@ class TransactionalProducer:
         linger_ms: int = 10,
         max_batch_size: int = 512 * 1024,
         max_request_size: int = 4 * 1024 * 1024,
+        client_options: dict[str, Any] | None = None,
     ) -> None:
         self.transactional_id = transactional_id
         self.transactional = transactional
+        #: The largest request the producer sends: no record may be larger.
+        self.max_request_size = max_request_size
         self._config: dict[str, Any] = dict(
             bootstrap_servers=bootstrap,
             client_id=client_id,
@@ -149,6 +138,7 @@ class TransactionalProducer:
             linger_ms=linger_ms,
             max_batch_size=max_batch_size,
             max_request_size=max_request_size,
+            **(client_options or {}),
         )
         if transactional:
             self._config.update(transactional_id=transactional_id,
@@ -167,7 +157,7 @@ class TransactionalProducer:
             await producer.start()
         except BaseException as exc:
             await _stop_quietly(producer)
-            raise translate_kafka_error(exc, f"starting producer {self.transactional_id!r}") \
+            raise translate(exc, f"starting producer {self.transactional_id!r}") \
                 from exc
         self._producer = producer
         self.in_transaction = False
@@ -200,7 +190,7 @@ class TransactionalProducer:
         try:
             await self._p.begin_transaction()
         except Exception as exc:
-            raise translate_kafka_error(exc, "begin transaction") from exc
+            raise translate(exc, "begin transaction") from exc
         self.in_transaction = True
 
     async def send(
@@ -217,7 +207,7 @@ class TransactionalProducer:
                 topic, value=value, key=key, partition=partition,
                 headers=list(headers) if headers else None)
         except Exception as exc:
-            raise translate_kafka_error(
+            raise translate(
                 exc, f"send to {topic}[{partition if partition is not None else '?'}]") from exc
         return fut
 
@@ -244,23 +234,23 @@ class TransactionalProducer:
             sent.append(await self.submit_batch(batch, topic, partition))
         return sent
 
-    def create_batch(self) -> Any:
+    def create_batch(self) -> Batch:
         """An empty aiokafka BatchBuilder, to fill with ``append`` and :meth:`submit_batch`."""
-        return self._p.create_batch()
+        batch: Batch = self._p.create_batch()
+        return batch
 
-    async def submit_batch(self, batch: Any, topic: str, partition: int) -> tuple[SendFuture, int]:
+    async def submit_batch(self, batch: Batch, topic: str,
+                           partition: int) -> tuple[SendFuture, int]:
         """Close ``batch`` and queue it for ``topic[partition]`` in the transaction."""
         count = batch.record_count()
         try:
             batch.close()
             fut: SendFuture = await self._p.send_batch(batch, topic, partition=partition)
         except Exception as exc:
-            raise translate_kafka_error(exc, f"send batch to {topic}[{partition}]") from exc
+            raise translate(exc, f"send batch to {topic}[{partition}]") from exc
         return fut, count
 
-    async def send_offsets(
-        self, offsets: Mapping[TopicPartition, int], group: GroupMetadata
-    ) -> None:
+    async def send_offsets(self, offsets: Mapping[TP, int], group: GroupMetadata) -> None:
         """Add consumed offsets to the transaction with the group's generation (KIP-447)."""
         if not group.is_valid():
             raise CommitFailedError(
@@ -269,16 +259,17 @@ class TransactionalProducer:
         self._group = group
         try:
             await self._p.send_offsets_to_transaction(
-                {tp: OffsetAndMetadata(off, "") for tp, off in offsets.items()}, group.group_id)
+                {TopicPartition(*tp): OffsetAndMetadata(off, "") for tp, off in offsets.items()},
+                group.group_id)
         except Exception as exc:
-            raise translate_kafka_error(exc, "send offsets to transaction") from exc
+            raise translate(exc, "send offsets to transaction") from exc
 
     async def commit(self) -> None:
         """EndTxn(commit). On error the outcome is unknown: call :meth:`reset`."""
         try:
             await self._p.commit_transaction()
         except Exception as exc:
-            raise translate_kafka_error(exc, "commit transaction") from exc
+            raise translate(exc, "commit transaction") from exc
         finally:
             self.in_transaction = False
 

@@ -18,7 +18,6 @@ Field layouts follow Kafka's ``TxnOffsetCommitRequest.json`` and
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from aiokafka.protocol.api import Request, RequestStruct, Response
@@ -33,6 +32,8 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
+from .base import GroupMetadata
+
 __all__ = [
     "GroupMetadata",
     "OffsetFetchRequestV7",
@@ -42,24 +43,6 @@ __all__ = [
 ]
 
 NO_LEADER_EPOCH = -1
-
-
-@dataclass(frozen=True)
-class GroupMetadata:
-    """The consumer's place in the group, taken when partitions are assigned.
-
-    Sent with every transactional offset commit so the coordinator refuses the commit of
-    a member that is no longer part of the current generation.
-    """
-
-    group_id: str
-    generation_id: int
-    member_id: str
-    group_instance_id: str | None
-
-    def is_valid(self) -> bool:
-        """A generation of -1 or an empty member id would silently disable fencing."""
-        return self.generation_id >= 0 and bool(self.member_id)
 
 
 def _by_topic(items: Iterable[tuple[str, Any]]) -> list[tuple[str, list[Any], dict[int, bytes]]]:

@@ -30,8 +30,9 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
-from eoflow._state import RocksDBPartitionStore, StoreIdentity, restore_partition, store_path
+from eoflow._state import RocksDBPartitionStore, StoreIdentity, store_path
 from eoflow._state.rocksdb import read_identity
+from eoflow.testing import restore_partition
 
 from .app_common import fold
 from .driver import POISON_KINDS, Input

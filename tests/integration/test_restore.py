@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from eoflow._state.restore import restore_partition
 from eoflow._state.store import (
     MemoryPartitionStore,
     PartitionStore,
@@ -22,6 +21,7 @@ from eoflow._state.store import (
     StoreIdentity,
     store_path,
 )
+from eoflow.testing import restore_partition
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +135,7 @@ async def test_store_past_the_changelog_end_is_rebuilt_from_scratch(
     store.apply({b"ghost": b"from-an-older-topic"}, 1_000)
 
     with caplog.at_level(logging.WARNING):
-        stats = await restore_partition(kafka_bootstrap, changelog, store, marker_grace=0.5)
+        stats = await restore_partition(kafka_bootstrap, changelog, store)
 
     assert stats.rebuilt
     assert dict(store.items()) == FIRST_STATE
@@ -173,12 +173,10 @@ async def test_restore_rate_many_records(
 
 KILLED_RESTORE = """
 import asyncio, sys
-from aiokafka.structs import TopicPartition
-from eoflow._state.restore import restore_partition
 from eoflow._state.store import RocksDBPartitionStore, StoreIdentity
+from eoflow.testing import restore_partition
 store = RocksDBPartitionStore.open(sys.argv[3], StoreIdentity("app", "counts", 0, 1))
-tp = TopicPartition(sys.argv[2], 0)
-asyncio.run(restore_partition(sys.argv[1], tp, store, chunk_size=100))
+asyncio.run(restore_partition(sys.argv[1], (sys.argv[2], 0), store, chunk_size=100))
 """
 
 
@@ -207,3 +205,57 @@ async def test_kill_9_during_restore_resumes_from_the_applied_prefix(
         assert dict(store.items()) == {f"k{i}".encode(): b"3" for i in range(500)}
     finally:
         store.close()
+
+
+async def _open_transaction(bootstrap: str, tp: TopicPartition,
+                            records: list[tuple[bytes, bytes]]) -> AIOKafkaProducer:
+    """A producer whose transaction holds ``records`` and stays open (the caller ends it)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, transactional_id=f"dangling-{uuid.uuid4().hex[:8]}")
+    await producer.start()
+    await producer.begin_transaction()
+    for key, value in records:
+        await (await producer.send(tp.topic, key=key, value=value, partition=tp.partition))
+    return producer
+
+
+async def _abort_later(producer: AIOKafkaProducer, delay: float) -> None:
+    await asyncio.sleep(delay)
+    await producer.abort_transaction()
+    await producer.stop()
+
+
+async def test_committed_records_above_an_open_transaction_are_restored_not_wiped(
+    kafka_bootstrap: str, changelog: TopicPartition, store: PartitionStore
+) -> None:
+    """Issue 17.1: a worker killed after flushing its changelog records leaves an open
+    transaction (a new instance id cannot abort it); a later owner commits above it. The
+    read_committed end (LSO) then stays below committed records until the transaction
+    times out. A store that already applied those records must be kept, and a store that
+    has not must wait for them, never stop at the LSO."""
+    await produce(kafka_bootstrap, changelog, [([(b"a", b"1")], True)])
+    dangling = await _open_transaction(kafka_bootstrap, changelog, [(b"a", b"zombie")])
+    await produce(kafka_bootstrap, changelog, [([(b"a", b"2"), (b"b", b"2")], True)])
+    stuck_lso = await lso(kafka_bootstrap, changelog)
+
+    # The store of the owner that committed a=2, b=2 (applied right after its commit).
+    store.apply({b"a": b"2", b"b": b"2"}, stuck_lso + 2)  # offsets: zombie, marker, a, b
+    aborter = asyncio.create_task(_abort_later(dangling, 2.0))
+    stats = await restore_partition(kafka_bootstrap, changelog, store)
+    await aborter
+    assert not stats.rebuilt, "a store past the LSO but below the high watermark is not stale"
+    assert dict(store.items()) == {b"a": b"2", b"b": b"2"}
+
+
+async def test_restore_from_scratch_waits_for_records_committed_above_an_open_transaction(
+    kafka_bootstrap: str, changelog: TopicPartition, store: PartitionStore
+) -> None:
+    await produce(kafka_bootstrap, changelog, [([(b"a", b"1")], True)])
+    dangling = await _open_transaction(kafka_bootstrap, changelog, [(b"a", b"zombie")])
+    await produce(kafka_bootstrap, changelog, [([(b"a", b"2"), (b"b", b"2")], True)])
+
+    aborter = asyncio.create_task(_abort_later(dangling, 2.0))
+    stats = await restore_partition(kafka_bootstrap, changelog, store)
+    await aborter
+    assert dict(store.items()) == {b"a": b"2", b"b": b"2"}
+    assert stats.records == 3

@@ -8,28 +8,36 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 
-from eoflow._transport.consumer import fetch_stable_offsets, group_metadata
+from eoflow._transport.base import GroupMetadata, TopicPartition
+from eoflow._transport.consumer import KafkaGroupConsumer
 from eoflow._transport.producer import TransactionalProducer
-from eoflow._transport.protocol import GroupMetadata
 from eoflow.errors import CommitFailedError
 
-Member = tuple[AIOKafkaConsumer, str, str]
+Member = tuple[KafkaGroupConsumer, str, str]
+
+
+class _Listener:
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
 
 
 @pytest.fixture
 async def member(kafka_bootstrap: str, topic_factory: Any) -> AsyncIterator[Member]:
-    """A consumer that joined a fresh group on a fresh topic, with static membership."""
+    """eoflow's group consumer, joined to a fresh group on a fresh topic (static member)."""
     topic = topic_factory(1)
     group = f"g-{uuid.uuid4().hex[:8]}"
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group,
-                                group_instance_id="inst-1", enable_auto_commit=False)
+    consumer = KafkaGroupConsumer(bootstrap=kafka_bootstrap, group_id=group,
+                                  instance_id="inst-1", client_id="test",
+                                  session_timeout=10.0, max_poll_interval=300.0)
+    consumer.subscribe([topic], _Listener())
     await consumer.start()
     try:
         for _ in range(100):
-            await consumer.getmany(timeout_ms=100)
+            await consumer.fetch(0.1, 10)
             if consumer.assignment():
                 break
         assert consumer.assignment(), "the consumer never joined its group"
@@ -45,15 +53,15 @@ async def _producer(bootstrap: str) -> TransactionalProducer:
     return producer
 
 
-async def _committed(consumer: AIOKafkaConsumer, group: str, tp: TopicPartition) -> int:
-    return (await fetch_stable_offsets(consumer, group, [tp]))[tp]
+async def _committed(consumer: KafkaGroupConsumer, tp: TopicPartition) -> int:
+    return (await consumer.committed_offsets([tp], timeout=10.0))[tp]
 
 
 async def test_commit_with_current_generation_moves_offsets(
         kafka_bootstrap: str, member: Member) -> None:
     consumer, group, topic = member
     tp = TopicPartition(topic, 0)
-    meta = group_metadata(consumer, group, "inst-1")
+    meta = consumer.group_metadata()
     assert meta.generation_id >= 1 and meta.member_id
     producer = await _producer(kafka_bootstrap)
     try:
@@ -62,7 +70,7 @@ async def test_commit_with_current_generation_moves_offsets(
         await producer.commit()
     finally:
         await producer.close()
-    assert await _committed(consumer, group, tp) == 42
+    assert await _committed(consumer, tp) == 42
 
 
 @pytest.mark.parametrize("stale", ["old_generation", "unknown_member"])
@@ -71,7 +79,7 @@ async def test_stale_member_cannot_commit_offsets(kafka_bootstrap: str, member: 
     """A zombie's commit is refused by the group coordinator (KIP-447 fencing)."""
     consumer, group, topic = member
     tp = TopicPartition(topic, 0)
-    meta = group_metadata(consumer, group, "inst-1")
+    meta = consumer.group_metadata()
     if stale == "old_generation":
         zombie = GroupMetadata(group, meta.generation_id - 1 if meta.generation_id > 1
                                else meta.generation_id + 7, meta.member_id, "inst-1")
@@ -85,7 +93,7 @@ async def test_stale_member_cannot_commit_offsets(kafka_bootstrap: str, member: 
         await producer.reset()  # the only safe way out of an abortable error
     finally:
         await producer.close()
-    assert await _committed(consumer, group, tp) == -1
+    assert await _committed(consumer, tp) == -1
 
 
 async def test_generation_minus_one_is_refused_before_sending(kafka_bootstrap: str) -> None:
@@ -106,8 +114,8 @@ async def test_stable_offsets_wait_for_the_pending_transaction(
     producer = await _producer(kafka_bootstrap)
     try:
         await producer.begin()
-        await producer.send_offsets({tp: 5}, group_metadata(consumer, group, "inst-1"))
-        fetch = asyncio.create_task(fetch_stable_offsets(consumer, group, [tp]))
+        await producer.send_offsets({tp: 5}, consumer.group_metadata())
+        fetch = asyncio.create_task(consumer.committed_offsets([tp], timeout=30.0))
         await asyncio.sleep(1.0)
         assert not fetch.done(), "require_stable must wait while offsets are pending"
         await producer.commit()

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 import eoflow
-from eoflow._runtime.stream import Event, InFlight, Stream, current_event
 from eoflow._serde import codec_for
 from eoflow._settings import Settings, parse_broker
+from eoflow._stream import Event, InFlight, Stream, current_event
 from eoflow.errors import ConfigurationError, SerializationError, TableUsageError
 
 

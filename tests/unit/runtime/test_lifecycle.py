@@ -25,13 +25,27 @@ def test_worker_refuses_illegal_transitions(start: WorkerState, target: WorkerSt
         worker.to(target)
 
 
-def test_interval_commit_and_abort_paths() -> None:
+def test_interval_commit_path() -> None:
     interval = Lifecycle.interval()
-    interval.to(IntervalState.OPEN)
-    interval.to(IntervalState.COMMITTING)
-    interval.to(IntervalState.IDLE)
-    interval.to(IntervalState.OPEN)
-    interval.to(IntervalState.ABORTING)
-    interval.to(IntervalState.IDLE)
+    for state in (IntervalState.OPEN, IntervalState.COMMITTING, IntervalState.APPLYING,
+                  IntervalState.DONE):
+        interval.to(state)
     with pytest.raises(IllegalTransition):
-        interval.to(IntervalState.COMMITTING)  # nothing open to commit
+        interval.to(IntervalState.OPEN)  # an interval is used once; a new one follows
+
+
+@pytest.mark.parametrize("reached", [IntervalState.IDLE, IntervalState.OPEN,
+                                     IntervalState.COMMITTING, IntervalState.APPLYING])
+def test_interval_aborts_from_every_live_state(reached: IntervalState) -> None:
+    interval = Lifecycle.interval()
+    interval.state = reached
+    interval.to(IntervalState.ABORTING)
+    interval.to(IntervalState.ABORTED)
+    with pytest.raises(IllegalTransition):
+        interval.to(IntervalState.OPEN)
+
+
+def test_nothing_to_commit_without_a_transaction() -> None:
+    interval = Lifecycle.interval()
+    with pytest.raises(IllegalTransition):
+        interval.to(IntervalState.COMMITTING)

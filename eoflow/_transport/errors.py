@@ -1,0 +1,64 @@
+"""aiokafka's exceptions translated into :mod:`eoflow.errors`: here and nowhere else.
+
+Every module of ``eoflow._transport`` that calls aiokafka wraps the call with
+:func:`translate` (or :func:`translating`), so the runtime only ever sees eoflow errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+from aiokafka import errors as kerr
+
+from eoflow.errors import (
+    EoflowError,
+    ProducerFencedError,
+    RecordRejectedError,
+    TransactionAbortedError,
+    TransportError,
+)
+
+__all__ = ["RETRIABLE_GROUP_ERRORS", "translate", "translating"]
+
+#: Group coordinator errors that say "not now": retry after a backoff (KIP-447 errors
+#: included: UNSTABLE_OFFSET_COMMIT while a transaction holds offsets).
+RETRIABLE_GROUP_ERRORS: tuple[type[BaseException], ...] = (
+    kerr.GroupCoordinatorNotAvailableError,
+    kerr.NotCoordinatorForGroupError,
+    kerr.GroupLoadInProgressError,
+    kerr.RequestTimedOutError,
+    kerr.KafkaConnectionError,
+    kerr.NodeNotReadyError,
+    kerr.KafkaTimeoutError,
+)
+
+
+def translate(exc: BaseException, what: str) -> Exception:
+    """Map an exception raised while doing ``what`` to an eoflow error."""
+    if isinstance(exc, EoflowError):
+        return exc
+    if isinstance(exc, kerr.ProducerFenced | kerr.InvalidProducerEpoch):
+        return ProducerFencedError(
+            f"{what}: the producer was fenced (a newer producer with the same transactional "
+            "id started, or the broker aborted a transaction that outlived "
+            "transaction_timeout)")
+    if isinstance(exc, AssertionError) and "partition" in str(exc).lower():
+        return RecordRejectedError(f"{what}: {exc} (the topic has no such partition)")
+    if isinstance(exc, RETRIABLE_GROUP_ERRORS):
+        return TransportError(f"{what}: {type(exc).__name__} ({exc}); retrying")
+    if isinstance(exc, kerr.KafkaError | OSError | asyncio.TimeoutError):
+        return TransactionAbortedError(f"{what}: {exc!r}")
+    return exc if isinstance(exc, Exception) else TransportError(f"{what}: {exc!r}")
+
+
+@contextlib.contextmanager
+def translating(what: str) -> Iterator[None]:
+    """``with translating("fetching"): ...`` re-raises foreign errors as eoflow errors."""
+    try:
+        yield
+    except EoflowError:
+        raise
+    except Exception as exc:
+        raise translate(exc, what) from exc

@@ -1,0 +1,41 @@
+"""The Kafka transport: the worker's producer, consumer, admin and changelog readers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .admin import Topics, TopicSpec, ensure_topics
+from .changelog import KafkaChangelogReader
+from .consumer import KafkaGroupConsumer
+from .producer import TransactionalProducer
+
+__all__ = ["KafkaTransport"]
+
+
+class KafkaTransport:
+    """Implements ``eoflow._transport.base.Transport`` against a Kafka cluster."""
+
+    def __init__(self, bootstrap: str, client_options: dict[str, Any] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self._options = dict(client_options or {})
+
+    async def ensure_topics(self, specs: Sequence[TopicSpec], replication_factor: int) -> Topics:
+        return await ensure_topics(self.bootstrap, list(specs), replication_factor)
+
+    def producer(self, transactional_id: str, *, transactional: bool,
+                 transaction_timeout: float, client_id: str) -> TransactionalProducer:
+        return TransactionalProducer(
+            self.bootstrap, transactional_id, transactional=transactional,
+            transaction_timeout_ms=int(transaction_timeout * 1000), client_id=client_id,
+            client_options=self._options)
+
+    def group_consumer(self, *, group_id: str, instance_id: str, client_id: str,
+                       session_timeout: float, max_poll_interval: float) -> KafkaGroupConsumer:
+        return KafkaGroupConsumer(
+            bootstrap=self.bootstrap, group_id=group_id, instance_id=instance_id,
+            client_id=client_id, session_timeout=session_timeout,
+            max_poll_interval=max_poll_interval, client_options=self._options)
+
+    def changelog_reader(self) -> KafkaChangelogReader:
+        return KafkaChangelogReader(self.bootstrap, self._options)
