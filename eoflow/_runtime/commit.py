@@ -173,6 +173,7 @@ class Committer:
         self._poison.forget_committed(interval.offsets)
         await self._tables.apply(interval.flushed)
         interval.state.to(IntervalState.DONE)
+        self._dispatcher.relax()
         self._resume()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("committed %d batches, %d sends, %d partitions: flush+commit %.1fms "
@@ -237,9 +238,10 @@ class Committer:
                 PoisonKey(instance.spec.name, event.topic, event.partition, event.offset),
                 TimeoutError(f"agent {instance.name} took more than {held:.1f}s"))
         if not slow:
-            log.error("agents did not finish in time, but no single event was slow: they "
-                      "were handed more events than they can process within the interval "
-                      "(lower queue_size, or raise transaction_timeout)")
+            log.warning("agents did not finish in time, but no single event was slow: they "
+                        "were handed more events than they can process within "
+                        f"{budget:.1f}s; handing out fewer per interval")
+            self._dispatcher.throttle()
 
     async def _await_sends(self, interval: Interval) -> None:
         """Invariant 2: every send of the interval succeeded, or the interval aborts."""

@@ -4,6 +4,12 @@ It is also the only task that moves the consumer's position between rebalances (
 after an abort is applied here, before the next fetch), so no fetch is ever in flight
 while the position changes. A gate lets the commit barrier stop dispatch between two
 records; an epoch makes a batch fetched before an abort be dropped, not dispatched.
+
+Flow control: the barrier waits for every event handed out, so agents that were handed
+more than they can process within the barrier's budget would abort every interval. After
+such an abort (no single event slow, see ``Committer._blame_slow``) :meth:`throttle` caps
+the events handed out per interval at half of what the aborted one got, down to one;
+every commit doubles the cap until it no longer binds.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from .sender import DeadLetter
 __all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
+
+#: A throttle cap above this is lifted.
+MAX_CAP = 1 << 20
 
 _Deliveries = list[tuple[asyncio.Queue[Any], Event[Any, Any]]]
 
@@ -69,6 +78,9 @@ class Dispatcher:
         self._rewind: dict[TopicPartition, int] = {}
         #: Next offset to commit per partition: everything before it was handed out.
         self._next_offsets: dict[TopicPartition, int] = {}
+        #: Records handed out this interval, and the most allowed (None: no cap).
+        self._dispatched = 0
+        self.cap: int | None = None
 
     @property
     def topics(self) -> list[str]:
@@ -76,9 +88,21 @@ class Dispatcher:
 
     # -- control (called by the commit cycle and the rebalance handler) -------------
     def open(self) -> None:
-        """Resume dispatch, unless a rebalance holds it."""
+        """Resume dispatch for a new interval, unless a rebalance holds it."""
+        self._dispatched = 0
         if not self._held:
             self._gate.set()
+
+    def throttle(self) -> None:
+        """Agents could not finish what they were handed: hand out half as much."""
+        self.cap = max(1, min(self.cap or self._dispatched, self._dispatched) // 2)
+        log.warning("agents fall behind: handing out at most %d records per interval",
+                    self.cap)
+
+    def relax(self) -> None:
+        """An interval committed: allow twice as much (lift the cap once it is large)."""
+        if self.cap is not None:
+            self.cap = None if self.cap * 2 > MAX_CAP else self.cap * 2
 
     def hold(self) -> None:
         """Stop dispatch until :meth:`release` (partitions revoked, assignment pending)."""
@@ -194,6 +218,9 @@ class Dispatcher:
     def _account(self, tp: TopicPartition, record: ConsumedRecord, events: int) -> None:
         self._supervisor.in_flight.add(events)
         self._next_offsets[tp] = record.offset + 1
+        self._dispatched += 1
+        if self.cap is not None and self._dispatched >= self.cap:
+            self._gate.clear()  # until the next interval opens it
 
 
 def _decode(topic: Topic[Any, Any], record: ConsumedRecord) -> Event[Any, Any]:
