@@ -37,9 +37,9 @@ def _run(name: str, tmp_path: Path, broker: Any, **kwargs: Any) -> ScenarioResul
     return result
 
 
-def _assert_ok(result: ScenarioResult) -> None:
+def _assert_ok(result: ScenarioResult, records: int = RECORDS) -> None:
     assert result.ok, result.report()
-    assert result.oracle.records >= RECORDS
+    assert result.oracle.records >= records
 
 
 def test_random_kills(kafka_broker: Any, tmp_path: Path) -> None:
@@ -85,6 +85,29 @@ def test_too_large(kafka_broker: Any, tmp_path: Path) -> None:
     result = _run("too_large", tmp_path, kafka_broker)
     _assert_ok(result)
     assert result.oracle.dead_lettered == 2
+
+
+def test_fresh_instance_after_a_crash_between_flush_and_offsets(
+        kafka_broker: Any, tmp_path: Path) -> None:
+    """Issue 17.1: the dead worker's transaction stays open (new instance id), the
+    partitions move twice; tables must equal the fold (a wiped store would not)."""
+    result = _run("fresh_instance", tmp_path, kafka_broker, records=2000, rate=300.0,
+                  session_timeout=3.0, transaction_timeout=15.0)
+    _assert_ok(result, records=2000)
+    assert result.faults_fired == ["before_offsets"]
+    assert result.rebalances >= 3
+
+
+def test_sends_from_spawned_tasks_under_kills(kafka_broker: Any, tmp_path: Path) -> None:
+    result = _run("spawned_sends", tmp_path, kafka_broker)
+    _assert_ok(result)
+    assert result.kills == 3
+
+
+def test_table_writes_outside_events_under_kills(kafka_broker: Any, tmp_path: Path) -> None:
+    result = _run("outside_writes", tmp_path, kafka_broker)
+    _assert_ok(result)
+    assert result.kills == 3
 
 
 def test_broker_restart(kafka_broker: Any, tmp_path: Path) -> None:

@@ -14,12 +14,19 @@ Marks on an input value drive the fault scenarios:
 * ``"large": true``  -- ``ingest`` emits an ``EO_LARGE_BYTES`` echo record (larger than the
   broker's max.message.bytes: the transaction must abort, never commit with a gap).
 
+Patterns users write, switched on by environment:
+
+* ``EO_SPAWN=1``          -- ``ingest`` sends through tasks it spawns and awaits (gather);
+* ``EO_OUTSIDE_WRITES=1`` -- a background task outside any event keeps trying to write the
+  table; every try must be refused (it prints ``eo_app: outside write refused`` once).
+
 Run it with ``eoflow worker -A tests.harness.eo_app --datadir DIR --instance-id ID``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import signal
 import sys
 from types import FrameType
@@ -72,18 +79,46 @@ def _dump_tasks(signum: int, frame: FrameType | None) -> None:
 signal.signal(signal.SIGUSR1, _dump_tasks)
 
 
+SPAWN = env("SPAWN", "") == "1"
+OUTSIDE_WRITES = env("OUTSIDE_WRITES", "") == "1"
+_writer: list[asyncio.Task[None]] = []
+
+
 @app.agent(inputs, name="ingest")
 async def ingest(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
     async for event in stream.events():
         value = event.value
         await act_on_marks(value)
-        await echo.send(key=event.key, value=echo_value(value, event.partition, event.offset))
-        await by_key.send(key=value["key"],
-                          value=by_key_value(value, event.partition, event.offset))
+        outputs = (echo.send(key=event.key, value=echo_value(value, event.partition,
+                                                              event.offset)),
+                   by_key.send(key=value["key"],
+                               value=by_key_value(value, event.partition, event.offset)))
+        if SPAWN:
+            await asyncio.gather(*(asyncio.create_task(o) for o in outputs))
+        else:
+            for output in outputs:
+                await output
+
+
+async def _write_outside_events() -> None:
+    """Keep trying to write every table partition from outside any event."""
+    refused = False
+    while True:
+        for partition in range(PARTITIONS):
+            try:
+                aggs.partition(partition)["ghost"] = {"sum": 1, "count": 1, "min": 1, "max": 1}
+            except (eoflow.errors.TableUsageError, eoflow.errors.ConfigurationError):
+                if not refused:
+                    refused = True
+                    print("eo_app: outside write refused", file=sys.stderr, flush=True)
+        await asyncio.sleep(0.005)
 
 
 @app.agent(by_key, name="aggregate")
 async def aggregate(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
+    if OUTSIDE_WRITES and not _writer:  # a task of no agent, no event: an empty context
+        _writer.append(asyncio.get_running_loop().create_task(
+            _write_outside_events(), context=contextvars.Context()))
     async for key, value in stream.items():
         agg = fold(aggs[key], value["n"])
         aggs[key] = agg

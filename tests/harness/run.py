@@ -60,9 +60,11 @@ class RunConfig:
     drain_timeout: float = 120.0
     broker: Broker | None = None
     system: str = "eoflow"
+    #: More ``EO_*`` settings of the app under test (patterns it should exercise).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def app_env(self) -> dict[str, str]:
-        return {
+        return {**self.extra_env,
             "EO_APP_ID": self.name, "EO_PREFIX": self.name,
             "EO_PARTITIONS": str(self.partitions),
             "EO_BROKER": f"kafka://{self.bootstrap}", "EO_BROKER_ADDR": self.bootstrap,

@@ -189,6 +189,73 @@ async def broker_restart(cfg: RunConfig) -> ScenarioResult:
         return await run.finish()
 
 
+async def fresh_instance(cfg: RunConfig) -> ScenarioResult:
+    """Issue 17.1: a worker dies between its changelog flush and its offsets, and comes back
+    as a *new* instance (empty data directory, new instance id), so nothing aborts its
+    open transaction until transaction_timeout; the partitions move twice meanwhile.
+
+    The surviving owner commits table updates above that transaction (or waits for it);
+    when the replacement joins, the owner reopens its store, which is then past the
+    changelog's LSO: it must be kept (or caught up), never wiped.
+    """
+    if cfg.system != "eoflow":
+        return await kill_points(cfg)
+    async with Run(cfg) as run:
+        survivor = run.workers.start("w2")
+        run.driver.start()
+        await run.watcher.wait_echoed(cfg.records // 10, 60)
+        w1 = run.workers.start("w1", fault="before_offsets", fault_after=20)
+        await asyncio.to_thread(run.workers.wait, w1, 90)
+        if not w1.fault_fired():
+            run.problem(f"w1 exited {w1.returncode} without its fault:\n{w1.tail(10)}")
+        # w1's partitions go back to the survivor after the session timeout; then the
+        # replacement joins, well within the dead transaction's timeout.
+        await asyncio.sleep(cfg.session_timeout + 1.0)
+        run.workers.start("w1-replacement")
+        await _expect_alive(run, survivor)
+        return await run.finish()
+
+
+async def spawned_sends(cfg: RunConfig) -> ScenarioResult:
+    """Issue 17.3: ``ingest`` sends through tasks it spawns and awaits; two workers, random
+    kills, the last restart into an empty data directory as a new instance."""
+    cfg = dataclasses.replace(cfg, extra_env={**cfg.extra_env, "EO_SPAWN": "1"})
+    return await _kills_and_fresh_restart(cfg)
+
+
+async def outside_writes(cfg: RunConfig) -> ScenarioResult:
+    """Issue 17.4: a background task outside any event keeps writing the table; every
+    write must be refused (no ghost key in any table), under kills and a fresh restart."""
+    cfg = dataclasses.replace(cfg, extra_env={**cfg.extra_env, "EO_OUTSIDE_WRITES": "1"})
+    result = await _kills_and_fresh_restart(cfg)
+    return result
+
+
+async def _kills_and_fresh_restart(cfg: RunConfig, kills: int = 3) -> ScenarioResult:
+    async with Run(cfg) as run:
+        live = {i: run.workers.start(i) for i in ("w1", "w2")}
+        run.driver.start()
+        await run.watcher.wait_echoed(1, 60)
+        for k in range(kills):
+            await run.sleep(1.0, 3.0)
+            victim = run.rng.choice(sorted(live))
+            run.workers.kill(live.pop(victim))
+            await run.sleep(0.0, 1.0)
+            fresh = f"{victim}-fresh{k}" if k == kills - 1 else victim
+            live[fresh] = run.workers.start(fresh)
+        result = await run.finish()
+    if cfg.extra_env.get("EO_OUTSIDE_WRITES") and \
+            not any("outside write refused" in w.log() for w in run.workers.procs):
+        result.problems.append("no worker ever tried (and was refused) an outside write")
+    return result
+
+
+async def _expect_alive(run: Run, worker: WorkerProc) -> None:
+    await asyncio.sleep(0)
+    if not worker.alive:
+        run.problem(f"{worker.instance_id} died:\n{worker.tail(15)}")
+
+
 async def slow_agent(cfg: RunConfig) -> ScenarioResult:
     """Agents slower than the transaction timeout: once (then fine) and always (DLQ)."""
     cfg = dataclasses.replace(cfg, transaction_timeout=4.0, slow_seconds=5.0,
@@ -220,7 +287,8 @@ async def _single_worker(cfg: RunConfig) -> ScenarioResult:
 SCENARIOS: dict[str, Scenario] = {
     "random_kills": random_kills, "fault_points": fault_points, "scale_1_3_1": scale_1_3_1,
     "zombie": zombie, "broker_restart": broker_restart, "slow_agent": slow_agent,
-    "poison": poison, "too_large": too_large,
+    "poison": poison, "too_large": too_large, "fresh_instance": fresh_instance,
+    "spawned_sends": spawned_sends, "outside_writes": outside_writes,
 }
 
 
