@@ -18,6 +18,7 @@ the boundary where eoflow calls them, so user code never has to import either.
     │   ├── TransactionAbortedError   the interval was aborted; it is retried
     │   ├── CommitFailedError         the group moved on (stale generation); rejoin
     │   └── ProducerFencedError       fatal: a newer instance owns the transactional id
+    │       └── InstanceFencedError   fatal: a newer instance joined with this instance id
     ├── StateError
     │   ├── StoreMismatchError        fatal: the store belongs to another app/partitioning
     │   ├── StoreLockedError          fatal: another process has the store open
@@ -34,6 +35,7 @@ __all__ = [
     "CommitFailedError",
     "ConfigurationError",
     "EoflowError",
+    "InstanceFencedError",
     "OffsetRegressionError",
     "OutsideEventError",
     "ProducerFencedError",
@@ -122,6 +124,10 @@ class ProducerFencedError(TransportError):
     """Another producer with the same transactional id took over: this worker is a zombie."""
 
     retriable = False
+
+
+class InstanceFencedError(ProducerFencedError):
+    """Another worker joined the group with this worker's instance id (static membership)."""
 
 
 class StateError(EoflowError):

@@ -42,17 +42,19 @@ class Record:
 
 @contextlib.asynccontextmanager
 async def running(app: App, settings: Settings | None = None,
-                  *, ready_timeout: float = 30.0) -> AsyncIterator[Worker]:
+                  *, ready_timeout: float = 30.0,
+                  transport: Any = None) -> AsyncIterator[Worker]:
     """Run a worker for ``app`` in this event loop; stop it (final commit) on exit.
 
-    Waits until the worker has its first assignment before yielding. Re-raises the
-    worker's error, if it failed.
+    Waits until the worker's first assignment is restored and processing before yielding.
+    Re-raises the worker's error, if it failed. ``transport`` replaces Kafka (for example
+    an in-memory one).
     """
-    worker = Worker(app, settings)
+    worker = Worker(app, settings, transport=transport)
     task = asyncio.create_task(worker.run(), name=f"worker-{app.id}")
     try:
         deadline = time.monotonic() + ready_timeout
-        while worker.rebalance is None or worker.rebalance.rebalances == 0:
+        while worker.rebalance is None or worker.rebalance.ready == 0:
             if task.done():
                 task.result()
             if time.monotonic() > deadline:

@@ -149,9 +149,7 @@ class Committer:
         """
         interval = self._sender.interval
         await self._barrier(interval)
-        assigned = self._consumer.assignment()
-        interval.offsets = {tp: off for tp, off in self._dispatcher.take_offsets().items()
-                            if tp in assigned}
+        interval.offsets = self._dispatcher.take_offsets()
         if interval.state.is_(IntervalState.IDLE):  # no transaction: nothing happened
             interval.state.to(IntervalState.DONE)
             self._resume()
@@ -184,6 +182,11 @@ class Committer:
         """Steps 2 to 4 of :meth:`commit`."""
         if interval.failure is not None:
             raise TransactionAbortedError(f"a send of this interval failed: {interval.failure}")
+        gone = set(interval.offsets) - self._consumer.assignment()
+        if gone:  # never commit outputs without their offsets: refuse the whole interval
+            raise CommitFailedError(
+                f"this interval processed events of {sorted(map(str, gone))}, no longer "
+                "assigned to this worker")
         await interval.batches.flush()
         interval.flushed = await self._tables.flush(self._producer.send_batches)
         await self._await_sends(interval)
@@ -298,9 +301,11 @@ class Committer:
            agents and the dispatcher; reopen dispatch.
         """
         interval = self._sender.interval
-        catch_up = interval.state.is_(IntervalState.COMMITTING, IntervalState.APPLYING)
+        catch_up = interval.state.is_(IntervalState.COMMITTING, IntervalState.APPLYING,
+                                      IntervalState.ABORTING)
         timed_out = interval.age > self.settings.transaction_timeout
-        interval.state.to(IntervalState.ABORTING)
+        if not interval.state.is_(IntervalState.ABORTING):  # else: an abort was interrupted
+            interval.state.to(IntervalState.ABORTING)
         self.aborts += 1
         log.warning("aborting the interval: %s", reason)
         await self._dispatcher.close()

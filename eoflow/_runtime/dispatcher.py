@@ -24,7 +24,7 @@ from eoflow._app import AgentSpec
 from eoflow._stream import Event
 from eoflow._topic import Topic
 from eoflow._transport.base import ConsumedRecord, GroupConsumer, TopicPartition
-from eoflow.errors import SerializationError
+from eoflow.errors import EoflowError, SerializationError
 
 from .agents import AgentSupervisor
 from .poison import PoisonKey, PoisonLedger
@@ -148,9 +148,17 @@ class Dispatcher:
             # must drop the batch fetched next, and is applied on the next turn.
             epoch = self._epoch
             rewind, self._rewind = self._rewind, {}
-            if rewind:
-                await consumer.seek(rewind)
-            batch = await consumer.fetch(0.1, self._batch_size)
+            try:
+                if rewind:
+                    await consumer.seek(rewind)
+                batch = await consumer.fetch(0.1, self._batch_size)
+            except EoflowError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("fetching failed (%s); retrying", exc)
+                self._rewind = {**rewind, **self._rewind}
+                await asyncio.sleep(0.5)
+                continue
             for tp, records in batch.items():
                 for record in records:
                     if not self._gate.is_set():

@@ -14,6 +14,7 @@ from aiokafka import errors as kerr
 
 from eoflow.errors import (
     EoflowError,
+    InstanceFencedError,
     ProducerFencedError,
     RecordRejectedError,
     TransactionAbortedError,
@@ -44,6 +45,10 @@ def translate(exc: BaseException, what: str) -> Exception:
             f"{what}: the producer was fenced (a newer producer with the same transactional "
             "id started, or the broker aborted a transaction that outlived "
             "transaction_timeout)")
+    if isinstance(exc, kerr.FencedInstanceIdError):
+        return InstanceFencedError(
+            f"{what}: another worker joined the group with this worker's instance id; this "
+            "one stops. Give every worker its own --instance-id / --datadir.")
     if isinstance(exc, AssertionError) and "partition" in str(exc).lower():
         return RecordRejectedError(f"{what}: {exc} (the topic has no such partition)")
     if isinstance(exc, RETRIABLE_GROUP_ERRORS):

@@ -29,7 +29,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from eoflow.errors import (
     CommitFailedError,
-    ProducerFencedError,
+    InstanceFencedError,
     TransactionAbortedError,
     TransportError,
 )
@@ -48,10 +48,6 @@ _STALE_MEMBER_CODES = {22: "ILLEGAL_GENERATION", 25: "UNKNOWN_MEMBER_ID",
                        27: "REBALANCE_IN_PROGRESS", 82: "FENCED_INSTANCE_ID"}
 _RETRY_CODES = {14, 15, 16, 7}  # load in progress, not available, not coordinator, timeout
 FENCED_INSTANCE_ID = 82
-
-
-class InstanceFencedError(ProducerFencedError):
-    """Another worker joined the group with this worker's instance id."""
 
 
 class _GroupAwareTxnOffsetCommit(TxnOffsetCommitHandler):

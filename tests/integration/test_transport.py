@@ -59,7 +59,7 @@ async def _committed(consumer: KafkaGroupConsumer, tp: TopicPartition) -> int:
 
 async def test_commit_with_current_generation_moves_offsets(
         kafka_bootstrap: str, member: Member) -> None:
-    consumer, group, topic = member
+    consumer, _group, topic = member
     tp = TopicPartition(topic, 0)
     meta = consumer.group_metadata()
     assert meta.generation_id >= 1 and meta.member_id
@@ -109,7 +109,7 @@ async def test_generation_minus_one_is_refused_before_sending(kafka_bootstrap: s
 
 async def test_stable_offsets_wait_for_the_pending_transaction(
         kafka_bootstrap: str, member: Member) -> None:
-    consumer, group, topic = member
+    consumer, _group, topic = member
     tp = TopicPartition(topic, 0)
     producer = await _producer(kafka_bootstrap)
     try:
