@@ -78,26 +78,22 @@ class App:
         self,
         id: str,
         *,
-        broker: str = "kafka://127.0.0.1:9092",
-        processing_guarantee: Guarantee = "exactly_once",
-        commit_interval: float = 0.1,
+        broker: str | None = None,
+        processing_guarantee: Guarantee | None = None,
+        commit_interval: float | None = None,
         datadir: str | Path | None = None,
-        topic_partitions: int = 8,
-        max_retries: int = 3,
-        on_error: str = "dlq",
+        topic_partitions: int | None = None,
+        max_retries: int | None = None,
+        on_error: str | None = None,
         **settings: Any,
     ) -> None:
-        self.settings = Settings(
-            app_id=id,
-            broker=broker,
-            processing_guarantee=processing_guarantee,
-            commit_interval=commit_interval,
-            datadir=Path(datadir) if datadir is not None else Path(f"./{id}-data"),
-            topic_partitions=topic_partitions,
-            max_retries=max_retries,
-            on_error=on_error,  # type: ignore[arg-type]
-            **settings,
-        )
+        """Any :class:`~eoflow.Settings` field can be given; the defaults live there."""
+        given = {"broker": broker, "processing_guarantee": processing_guarantee,
+                 "commit_interval": commit_interval, "datadir": datadir,
+                 "topic_partitions": topic_partitions, "max_retries": max_retries,
+                 "on_error": on_error, **settings}
+        self.settings = Settings(app_id=id, **{k: v for k, v in given.items()
+                                               if v is not None})
         self.topics: dict[str, Topic[Any, Any]] = {}
         self.agents: dict[str, AgentSpec] = {}
         self.tables: dict[str, Table[Any, Any]] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -42,7 +42,8 @@ class Settings:
     broker: str = "kafka://127.0.0.1:9092"
     processing_guarantee: Guarantee = "exactly_once"
     commit_interval: float = 0.1
-    datadir: Path = field(default_factory=lambda: Path("./eoflow-data"))
+    #: Table stores and the instance id; ``./{app_id}-data`` when not given.
+    datadir: Path = None  # type: ignore[assignment]
     instance_id: str | None = None
     topic_partitions: int = 8
     replication_factor: int = 1
@@ -71,7 +72,8 @@ class Settings:
         if self.max_retries < 1:
             raise ConfigurationError("max_retries must be at least 1")
         parse_broker(self.broker)
-        object.__setattr__(self, "datadir", Path(self.datadir))
+        object.__setattr__(self, "datadir", Path(self.datadir) if self.datadir is not None
+                           else Path(f"./{self.app_id}-data"))
 
     @property
     def bootstrap(self) -> str:

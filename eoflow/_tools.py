@@ -6,60 +6,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
-
 from eoflow._app import App
 from eoflow._settings import parse_broker
 from eoflow._state import RocksDBPartitionStore, store_path
 from eoflow._state.rocksdb import read_identity
-from eoflow.errors import EoflowError, StateError, TransportError
+from eoflow._transport.kit import read_changelog, send_one
+from eoflow.errors import EoflowError, StateError
 
 __all__ = ["read_changelog", "read_table", "send_one"]
-
-
-async def send_one(broker: str, topic: str, key: bytes | None,
-                   value: bytes | None) -> tuple[int, int]:
-    """Produce one record (idempotent, acks=all); returns ``(partition, offset)``."""
-    producer = AIOKafkaProducer(bootstrap_servers=parse_broker(broker), enable_idempotence=True)
-    try:
-        await producer.start()
-        meta = await producer.send_and_wait(topic, value=value, key=key)
-    except Exception as exc:
-        raise TransportError(f"sending to {topic!r}: {exc!r}") from exc
-    finally:
-        await producer.stop()
-    return meta.partition, meta.offset
-
-
-async def read_changelog(bootstrap: str, topic: str) -> dict[bytes, bytes]:
-    """Fold a changelog topic, committed records only, from the start to its end (LSO)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                                enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        try:
-            partitions = await consumer._client._wait_on_metadata(topic)
-        except Exception:
-            partitions = None
-        if not partitions:
-            raise EoflowError(f"changelog topic {topic!r} does not exist")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        contents: dict[bytes, bytes] = {}
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    if record.value is None:
-                        contents.pop(record.key, None)
-                    else:
-                        contents[record.key] = record.value
-        return contents
-    finally:
-        await consumer.stop()
 
 
 def read_table(app: App, table: Any, *, datadir: str | None, from_changelog: bool,
@@ -68,7 +22,10 @@ def read_table(app: App, table: Any, *, datadir: str | None, from_changelog: boo
     settings = app.settings
     if from_changelog:
         bootstrap = parse_broker(broker or settings.broker)
-        return asyncio.run(read_changelog(bootstrap, settings.changelog_topic(table.name)))
+        try:
+            return asyncio.run(read_changelog(bootstrap, settings.changelog_topic(table.name)))
+        except EoflowError as exc:
+            raise EoflowError(f"changelog of table {table.name!r}: {exc}") from exc
     root = Path(datadir) if datadir else settings.datadir
     table_dir = store_path(root, table.name, 0).parent
     if not table_dir.is_dir():

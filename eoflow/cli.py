@@ -85,6 +85,7 @@ async def _run_until_signal(runner: Any) -> None:
 def send(topic: str, value: str, key: str | None, app_spec: str | None,
          broker: str | None) -> None:
     """Produce one record to TOPIC (for demos and debugging)."""
+    from eoflow._settings import parse_broker
     from eoflow._tools import send_one
 
     app = load_app(app_spec) if app_spec else None
@@ -96,7 +97,7 @@ def send(topic: str, value: str, key: str | None, app_spec: str | None,
             key_bytes, value_bytes = topic_obj.encode(key, _json_or_str(value))
         else:
             key_bytes, value_bytes = (key.encode() if key else None), value.encode()
-        meta = asyncio.run(send_one(bootstrap, topic, key_bytes, value_bytes))
+        meta = asyncio.run(send_one(parse_broker(bootstrap), topic, key_bytes, value_bytes))
     except EoflowError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"sent to {topic}[{meta[0]}]@{meta[1]}")

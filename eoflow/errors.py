@@ -25,7 +25,8 @@ the boundary where eoflow calls them, so user code never has to import either.
     │   ├── OffsetRegressionError     fatal: an apply would move the stored offset back (a bug)
     │   ├── StoreCorruptError         retriable: the store is rebuilt from its changelog
     │   └── RestoreError              retriable: reading the changelog failed
-    └── AgentError                    an agent raised; carries the event's coordinates
+    ├── AgentError                    an agent raised; carries the event's coordinates
+    └── LifecycleError                a bug: a state machine asked for an edge it lacks
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigurationError",
     "EoflowError",
     "InstanceFencedError",
+    "LifecycleError",
     "OffsetRegressionError",
     "OutsideEventError",
     "ProducerFencedError",
@@ -170,3 +172,7 @@ class AgentError(EoflowError):
     """An agent raised while processing an event."""
 
     retriable = True
+
+
+class LifecycleError(EoflowError):
+    """A lifecycle was asked to move along an edge its table does not have (a bug)."""

@@ -28,6 +28,8 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 
+from eoflow.testing import create_topics, delete_topics
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -141,57 +143,6 @@ def run_sync(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return box["value"]  # type: ignore[no-any-return]
 
 
-async def create_topics(
-    bootstrap: str,
-    names: list[str],
-    partitions: int = 1,
-    config: dict[str, str] | None = None,
-    timeout: float = 30.0,
-) -> None:
-    """Create topics and wait until every partition has a leader."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        new = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=config)
-            for name in names
-        ]
-        resp = await admin.create_topics(new, timeout_ms=int(timeout * 1000))
-        for topic, code, *rest in resp.topic_errors:
-            if code != 0:
-                raise RuntimeError(f"create topic {topic!r} failed: error {code} {rest}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            described = await admin.describe_topics(names)
-            ready = all(
-                t["error_code"] == 0
-                and len(t["partitions"]) == partitions
-                and all(p["leader"] >= 0 for p in t["partitions"])
-                for t in described
-            )
-            if ready:
-                return
-            if loop.time() > deadline:
-                raise TimeoutError(f"topics {names} have no leaders after {timeout}s")
-            await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
-
-
-async def delete_topics(bootstrap: str, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics(names, timeout_ms=10000)
-    finally:
-        await admin.close()
-
-
 TopicFactory = Callable[..., str]
 
 
@@ -204,7 +155,8 @@ def topic_factory(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Itera
         partitions: int = 1, *, name: str | None = None, config: dict[str, str] | None = None
     ) -> str:
         topic = f"{name or base}-{uuid.uuid4().hex[:8]}"
-        run_sync(lambda: create_topics(kafka_bootstrap, [topic], partitions, config))
+        run_sync(lambda: create_topics(kafka_bootstrap, {topic: partitions},
+                                       {topic: config} if config else None))
         created.append(topic)
         return topic
 

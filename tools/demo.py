@@ -25,8 +25,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from eoflow._tools import read_changelog  # noqa: E402
-from eoflow.testing import produce, read_committed  # noqa: E402
+from eoflow.testing import (  # noqa: E402
+    produce,
+    read_changelog,
+    read_committed,
+)
 from tools.kafka.kafkactl import KAFKA_VERSION, KafkaBroker  # noqa: E402
 
 LINES = [

@@ -13,8 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from eoflow._faults import fault_point
 from eoflow._settings import Settings
-from eoflow._state import fault_point
 from eoflow._stream import Event
 from eoflow._transport.base import GroupConsumer, GroupMetadata, Producer, TopicPartition
 from eoflow._transport.batching import SentBatch

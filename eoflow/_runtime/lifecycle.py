@@ -23,13 +23,15 @@ from __future__ import annotations
 from enum import Enum
 from typing import Generic, TypeVar
 
+from eoflow.errors import LifecycleError
+
 __all__ = ["IllegalTransition", "IntervalState", "Lifecycle", "WorkerState"]
 
 S = TypeVar("S", bound=Enum)
 
 
-class IllegalTransition(RuntimeError):
-    """A lifecycle was asked to move along an edge its table does not have (a bug)."""
+#: Raised by :meth:`Lifecycle.to` on an edge the table does not have.
+IllegalTransition = LifecycleError
 
 
 class WorkerState(Enum):

@@ -1,6 +1,6 @@
 """The rebalance handler: the steps that keep a partition move exactly-once.
 
-aiokafka sends no heartbeat while ``on_partitions_assigned`` runs, so a restore longer
+The Kafka client sends no heartbeat while ``on_partitions_assigned`` runs, so a restore longer
 than the session timeout inside it would expel the member and loop. The assignment
 callback therefore only takes the generation and starts an *assignment task*; the task
 waits for stable offsets, restores the tables and releases dispatch, while the group

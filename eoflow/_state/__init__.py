@@ -5,7 +5,6 @@ Pure of runtime and app knowledge; the runtime composes these pieces. Imports on
 provides.
 """
 
-from eoflow._state.faults import fault_point
 from eoflow._state.overlay import Overlay
 from eoflow._state.restore import ChangelogReader, RestoreStats, restore
 from eoflow._state.store import (
@@ -27,7 +26,6 @@ __all__ = [
     "RestoreStats",
     "RocksDBPartitionStore",
     "StoreIdentity",
-    "fault_point",
     "open_or_rebuild",
     "restore",
     "store_path",

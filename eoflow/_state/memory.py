@@ -6,9 +6,9 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 
+from eoflow._faults import fault_point
 from eoflow._state.base import StoreIdentity, check_offset_advances
 from eoflow._state.errors import StateError
-from eoflow._state.faults import fault_point
 
 __all__ = ["MemoryPartitionStore"]
 

@@ -37,9 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from eoflow._faults import fault_point
 from eoflow._state.base import PartitionStore
 from eoflow._state.errors import RestoreError
-from eoflow._state.faults import fault_point
 
 __all__ = ["ChangelogReader", "RestoreStats", "plan_start", "restore"]
 

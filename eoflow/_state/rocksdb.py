@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rocksdict import Options, Rdict, WriteBatch
 
+from eoflow._faults import fault_point
 from eoflow._state.base import StoreIdentity, check_offset_advances
 from eoflow._state.errors import (
     StateError,
@@ -30,7 +31,6 @@ from eoflow._state.errors import (
     StoreLockedError,
     StoreMismatchError,
 )
-from eoflow._state.faults import fault_point
 
 __all__ = ["RocksDBPartitionStore", "open_or_rebuild"]
 

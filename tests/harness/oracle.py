@@ -28,15 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka.structs import TopicPartition
-
 from eoflow._state import RocksDBPartitionStore, StoreIdentity, store_path
 from eoflow._state.rocksdb import read_identity
-from eoflow.testing import restore_partition
+from eoflow.testing import Record, TopicRead, read_topic, restore_partition
 
 from .app_common import fold
 from .driver import POISON_KINDS, Input
-from .kafka_io import Record, TopicRead, read_topic
 
 __all__ = ["OracleResult", "Topics", "check"]
 
@@ -261,7 +258,7 @@ async def restore_from_scratch(bootstrap: str, topics: Topics,
             identity = StoreIdentity(topics.app_id, "aggs", p, len(partitions))
             store = RocksDBPartitionStore.open(store_path(tmp, "aggs", p), identity)
             try:
-                await restore_partition(bootstrap, TopicPartition(topics.changelog, p), store)
+                await restore_partition(bootstrap, (topics.changelog, p), store)
                 out[p] = dict(store.items())
             finally:
                 store.close()

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from eoflow.testing import create_topics
+
 from . import oracle
 from .driver import Driver, Input, generate_inputs
-from .kafka_io import create_topics
 from .oracle import OracleResult, Topics
 from .watch import Watcher
 from .workers import Workers

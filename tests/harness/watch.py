@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer
+from eoflow.testing import Record, tail
 
 from .driver import POISON_KINDS
-from .kafka_io import Record, partitions_of
 from .oracle import Topics
 
 __all__ = ["Watcher"]
@@ -76,22 +75,8 @@ class Watcher:
     async def _tail(self, committed: bool) -> None:
         names = ([self.topics.echo, self.topics.aggregates, self.topics.dlq] if committed
                  else [self.topics.input])
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-            isolation_level="read_committed" if committed else "read_uncommitted",
-            max_partition_fetch_bytes=8 * 1024 * 1024)
-        await consumer.start()
-        try:
-            tps = [tp for name in names for tp in await partitions_of(consumer, name)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            while True:
-                batch = await consumer.getmany(timeout_ms=300, max_records=5000)
-                for records in batch.values():
-                    for record in records:
-                        self._note(record)
-        finally:
-            await consumer.stop()
+        async for record in tail(self.bootstrap, names, committed=committed):
+            self._note(record)
 
     def _note(self, r: Record) -> None:
         t = self.topics

@@ -200,7 +200,7 @@ async def test_the_store_never_holds_a_write_its_changelog_lacks(
     changelog record (the overlay had no prepared state). Whatever the timing, the store
     must equal the fold of its changelog."""
     from eoflow._state.overlay import Overlay
-    from eoflow._tools import read_changelog
+    from eoflow.testing import read_changelog
 
     app = _app(kafka_bootstrap, tmp_path)
     src = app.topic(f"{app.id}-in", partitions=1)

@@ -97,3 +97,12 @@ async def test_stream_marks_events_processed_when_the_next_is_requested() -> Non
     await asyncio.sleep(0)
     assert in_flight.count == 0  # asking for the third marks the second processed
     waiter.cancel()
+
+
+def test_app_and_settings_share_their_defaults() -> None:
+    from pathlib import Path
+
+    app = eoflow.App("shop")
+    assert app.settings == Settings(app_id="shop")
+    assert app.settings.datadir == Path("./shop-data")
+    assert eoflow.App("shop", datadir="/tmp/x").settings.datadir == Path("/tmp/x")

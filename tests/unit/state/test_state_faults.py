@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from eoflow._state.faults import fault_point
+from eoflow._faults import fault_point
 from eoflow._state.store import RocksDBPartitionStore, StoreIdentity
 
 ROOT = Path(__file__).resolve().parents[3]
 
 SCRIPT = """
-from eoflow._state.faults import fault_point
+from eoflow._faults import fault_point
 for i in range(3):
     fault_point("other")
     print("hit", i, flush=True)

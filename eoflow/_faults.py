@@ -10,6 +10,9 @@ like ``kill -9`` from outside: no ``finally`` blocks, no flushing, no atexit han
 
 Before dying the process writes one line ``eoflow: fault injected at <name>`` straight to
 file descriptor 2, so a test can tell an injected crash from an accidental one.
+
+In-process, :func:`set_hook` installs a callable that every fault point calls with its
+name first; the broker-less test driver uses it to crash a worker at a chosen point.
 """
 
 from __future__ import annotations
@@ -17,14 +20,26 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 
-__all__ = ["FAULT_AFTER_ENV", "FAULT_ENV", "fault_point"]
+__all__ = ["FAULT_AFTER_ENV", "FAULT_ENV", "POINTS", "fault_point", "set_hook"]
+
+#: Every fault point, in the order an interval passes them.
+POINTS = ("before_offsets", "before_commit", "after_commit", "before_store_write",
+          "during_restore")
 
 FAULT_ENV = "EOFLOW_FAULT"
 FAULT_AFTER_ENV = "EOFLOW_FAULT_AFTER"
 
 _hits: dict[str, int] = {}
 _lock = threading.Lock()
+_hook: Callable[[str], None] | None = None
+
+
+def set_hook(hook: Callable[[str], None] | None) -> None:
+    """Call ``hook(name)`` at every fault point (None removes it)."""
+    global _hook
+    _hook = hook
 
 
 def fault_point(name: str) -> None:
@@ -33,6 +48,8 @@ def fault_point(name: str) -> None:
     Cheap when no fault is configured: one environment lookup. Safe to call from any
     thread.
     """
+    if _hook is not None:
+        _hook(name)
     if os.environ.get(FAULT_ENV) != name:
         return
     allowed = int(os.environ.get(FAULT_AFTER_ENV, "0") or "0")
