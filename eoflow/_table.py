@@ -149,5 +149,11 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
     def __len__(self) -> int:
         return sum(1 for _ in self.items())
 
+    def decode_changelog(self, key: bytes, value: bytes | None) -> tuple[Any, Any] | None:
+        """A changelog record as ``(key, value)`` (value None: deleted); None for records
+        that are eoflow's own bookkeeping, not a key of the table."""
+        return (self.key_codec.loads(key),
+                None if value is None else self.value_codec.loads(value))
+
     def __repr__(self) -> str:
         return f"<Table {self.name}>"

@@ -1,8 +1,13 @@
-"""Helpers for testing eoflow apps against a real broker.
+"""Testing eoflow apps: without a broker (:class:`TestDriver`), or against a real one.
 
 ::
 
-    async with eoflow.testing.running(app) as worker:
+    async with eoflow.testing.TestDriver(app) as driver:     # no broker, no Java
+        await driver.send("words", key="k", value="hello")
+        await driver.settle()
+        assert driver.table("counts") == {"hello": 1}
+
+    async with eoflow.testing.running(app) as worker:        # a real broker
         await eoflow.testing.produce(bootstrap, "words", [(b"k", b'"hello"')])
         records = await eoflow.testing.wait_for_records(bootstrap, "out", 1)
 """
@@ -16,6 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from eoflow._app import App
+from eoflow._driver import Crashed, ManualClock, Output, TestDriver
 from eoflow._runtime.worker import Worker
 from eoflow._settings import Settings
 from eoflow._state import PartitionStore, RestoreStats, restore
@@ -32,7 +38,8 @@ from eoflow._transport.kit import (
     tail,
 )
 
-__all__ = ["Record", "TopicRead", "create_topics", "delete_topics", "produce",
+__all__ = ["Crashed", "ManualClock", "Output", "Record", "TestDriver", "TopicRead",
+           "create_topics", "delete_topics", "produce",
            "read_changelog", "read_committed", "read_topic", "restore_partition", "running",
            "send_one", "tail", "wait_for_records"]
 

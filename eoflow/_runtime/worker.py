@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,13 +67,17 @@ class _Runtime:
 class Worker:
     """Runs an app's agents with the commit cycle until :meth:`stop` is called.
 
-    ``transport`` defaults to Kafka at the settings' broker; tests may pass another.
+    ``transport`` defaults to Kafka at the settings' broker; tests may pass another, and a
+    ``clock`` for wall-clock time.
     """
 
     def __init__(self, app: App, settings: Settings | None = None, *,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.app = app
         self.settings = settings or app.settings
+        #: Wall-clock time in seconds (windows' ``now()``, timers); tests may move it.
+        self.clock = clock
         self.state = Lifecycle.worker()
         self._stop = asyncio.Event()
         self._transport = transport

@@ -144,27 +144,33 @@ class RocksDBPartitionStore:
         with self._lock:
             db = self._require_open()
             check_offset_advances(self._offset, changelog_offset, repr(self))
-            batch = WriteBatch(raw_mode=True)
-            for key, value in writes.items():
-                if value is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, value)
-            # Fetched per apply: a held handle would keep the DB (and its LOCK) open.
-            meta = db.get_column_family_handle(_META_CF)
-            now = time.time()
-            batch.put(_OFFSET_KEY, _OFFSET.pack(changelog_offset), meta)
-            batch.put(_OWNED_AT_KEY, _TIME.pack(now), meta)
+            # Before any handle exists: a crash simulated in-process keeps this frame alive,
+            # and a live column-family handle would keep the database (and its LOCK) open.
             fault_point("before_store_write")
-            try:
-                db.write(batch)
-            except Exception as exc:
-                raise StateError(
-                    f"Writing {len(writes)} table writes up to changelog offset "
-                    f"{changelog_offset} to {self._path} failed: {exc}. Check free disk "
-                    f"space and permissions of the data directory."
-                ) from exc
-            self._offset, self._owned_at = changelog_offset, now
+            self._write(db, writes, changelog_offset)
+
+    def _write(self, db: Rdict, writes: Mapping[bytes, bytes | None],
+               changelog_offset: int) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for key, value in writes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        # Fetched per apply: a held handle would keep the DB (and its LOCK) open.
+        meta = db.get_column_family_handle(_META_CF)
+        now = time.time()
+        batch.put(_OFFSET_KEY, _OFFSET.pack(changelog_offset), meta)
+        batch.put(_OWNED_AT_KEY, _TIME.pack(now), meta)
+        try:
+            db.write(batch)
+        except Exception as exc:
+            raise StateError(
+                f"Writing {len(writes)} table writes up to changelog offset "
+                f"{changelog_offset} to {self._path} failed: {exc}. Check free disk "
+                f"space and permissions of the data directory."
+            ) from exc
+        self._offset, self._owned_at = changelog_offset, now
 
     def reset(self) -> None:
         with self._lock:

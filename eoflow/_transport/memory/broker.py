@@ -7,6 +7,8 @@ What it models, because the commit cycle depends on it:
   Offsets sent with a transaction reach the group only at commit.
 * **Fencing**: ``init_producer`` bumps the epoch of a transactional id and aborts its open
   transaction; any later call with an older epoch raises :class:`ProducerFencedError`.
+  A transaction open longer than its producer's transaction timeout is aborted (and the
+  epoch bumped), as the coordinator does.
 * **Groups**: eager rebalances (every member's partitions revoked, then a range
   assignment with a new generation), static membership (a member joining with another's
   instance id replaces it), and KIP-447 checks: offsets committed with a stale generation
@@ -60,6 +62,8 @@ class Member(Protocol):
 class _Txn:
     id: int
     epoch: int
+    timeout: float = 60.0
+    started: float = field(default_factory=time.monotonic)
     partitions: set[TopicPartition] = field(default_factory=set)
     #: group id -> (generation metadata, offsets) sent with this transaction.
     offsets: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
@@ -90,6 +94,7 @@ class MemoryBroker:
         self.configs: dict[str, dict[str, str]] = {}
         self._txn_ids = itertools.count(1)
         self._epochs: dict[str, int] = {}
+        self._timeouts: dict[str, float] = {}
         self._open: dict[str, _Txn] = {}
         self._groups: dict[str, _Group] = {}
         self._changed = asyncio.Event()
@@ -134,6 +139,7 @@ class MemoryBroker:
         self._changed = asyncio.Event()
 
     async def wait_changed(self, timeout: float) -> None:
+        self.expire_transactions()
         event = self._changed
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
@@ -157,14 +163,24 @@ class MemoryBroker:
                 raise fault.error
 
     # -- transactions --------------------------------------------------------------
-    def init_producer(self, transactional_id: str) -> int:
+    def init_producer(self, transactional_id: str, transaction_timeout: float = 60.0) -> int:
         """InitProducerId: a new epoch; the id's open transaction is aborted."""
+        self._timeouts[transactional_id] = transaction_timeout
         epoch = self._epochs.get(transactional_id, -1) + 1
         self._epochs[transactional_id] = epoch
         txn = self._open.pop(transactional_id, None)
         if txn is not None:
             self._end(txn, commit=False)
         return epoch
+
+    def expire_transactions(self) -> None:
+        """Abort every transaction open longer than its timeout (bumping its epoch)."""
+        now = time.monotonic()
+        for tid, txn in list(self._open.items()):
+            if now - txn.started > txn.timeout:
+                del self._open[tid]
+                self._epochs[tid] = self._epochs.get(tid, 0) + 1
+                self._end(txn, commit=False)
 
     def check_epoch(self, transactional_id: str, epoch: int) -> None:
         if self._epochs.get(transactional_id) != epoch:
@@ -181,7 +197,8 @@ class MemoryBroker:
             self.check_epoch(transactional_id, epoch)
             txn = self._open.get(transactional_id)
             if txn is None:
-                txn = self._open[transactional_id] = _Txn(next(self._txn_ids), epoch)
+                txn = self._open[transactional_id] = _Txn(
+                    next(self._txn_ids), epoch, self._timeouts.get(transactional_id, 60.0))
         log = self.log(topic, partition)
         now = self.now_ms()
         first = -1
@@ -201,7 +218,8 @@ class MemoryBroker:
         self._check_member(group)
         txn = self._open.get(transactional_id)
         if txn is None:
-            txn = self._open[transactional_id] = _Txn(next(self._txn_ids), epoch)
+            txn = self._open[transactional_id] = _Txn(
+                next(self._txn_ids), epoch, self._timeouts.get(transactional_id, 60.0))
         txn.offsets.setdefault(group.group_id, {}).update(offsets)
 
     def end_transaction(self, transactional_id: str, epoch: int, commit: bool) -> None:

@@ -93,11 +93,12 @@ class MemoryProducer(_Client):
     """Implements ``base.Producer`` (transactional, or idempotent for at-least-once)."""
 
     def __init__(self, broker: MemoryBroker, transport: MemoryTransport, transactional_id: str,
-                 transactional: bool) -> None:
+                 transactional: bool, transaction_timeout: float = 60.0) -> None:
         super().__init__(broker, transport)
         self.transactional_id = transactional_id
         self.transactional = transactional
         self.max_request_size = 4 * 1024 * 1024
+        self._timeout = transaction_timeout
         self._epoch = -1
 
     @property
@@ -107,7 +108,7 @@ class MemoryProducer(_Client):
     async def start(self) -> None:
         self._alive("start")
         if self.transactional:
-            self._epoch = self._broker.init_producer(self.transactional_id)
+            self._epoch = self._broker.init_producer(self.transactional_id, self._timeout)
 
     async def close(self) -> None:
         self._epoch = -1
@@ -190,9 +191,10 @@ class MemoryGroupConsumer(_Client):
     _ids = itertools.count(1)
 
     def __init__(self, broker: MemoryBroker, transport: MemoryTransport, group_id: str,
-                 instance_id: str | None, client_id: str) -> None:
+                 instance_id: str | None, client_id: str, session_timeout: float = 10.0) -> None:
         super().__init__(broker, transport)
         self._group_id = group_id
+        self.session_timeout = session_timeout
         self.instance_id = instance_id
         self.member_id = f"{client_id}-{next(self._ids)}-{uuid.uuid4().hex[:6]}"
         self.topics: set[str] = set()
@@ -203,6 +205,7 @@ class MemoryGroupConsumer(_Client):
         self._is_fenced = False
         self._must_rejoin = False
         self._rejoining: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
 
     # -- broker-side callbacks (Member) ------------------------------------------------
     async def revoked(self) -> None:
@@ -238,7 +241,16 @@ class MemoryGroupConsumer(_Client):
 
     async def start(self) -> None:
         self._alive("start")
+        self._transport.members.append(self)
         await self._broker.join(self._group_id, self)
+
+    def session_expires(self) -> None:
+        """The process died: the group drops the member after ``session_timeout``."""
+        async def expire() -> None:
+            await asyncio.sleep(self.session_timeout)
+            await self._broker.expire(self._group_id, self.member_id)
+
+        self._expiry = asyncio.get_running_loop().create_task(expire())
 
     async def stop(self) -> None:
         if self._transport.killed or self._is_fenced:
@@ -298,6 +310,7 @@ class MemoryGroupConsumer(_Client):
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             self._alive("committed_offsets")
+            self._broker.expire_transactions()
             offsets, pending = self._broker.committed(self._group_id, wanted)
             if not pending:
                 return offsets
@@ -336,6 +349,7 @@ class MemoryChangelogReader(_Client):
     async def read(self, topic: str, partition: int, max_records: int,
                    timeout: float) -> tuple[Sequence[LogRecord], int]:
         self._restore_fault(topic, partition)
+        self._broker.expire_transactions()
         log = self._broker.log(topic, partition)
         position = self._positions.get((topic, partition), log.log_start)
         records, position = log.read(position, max_records)
@@ -358,10 +372,14 @@ class MemoryTransport:
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
         self.killed = False
+        self.members: list[MemoryGroupConsumer] = []
 
     def kill(self) -> None:
-        """From now on this worker's clients do nothing to the broker (``kill -9``)."""
+        """From now on this worker's clients do nothing to the broker (``kill -9``); its
+        group members expire after their session timeout."""
         self.killed = True
+        for member in self.members:
+            member.session_expires()
 
     async def ensure_topics(self, specs: Sequence[TopicSpec], replication_factor: int) -> Topics:
         for spec in specs:
@@ -378,11 +396,13 @@ class MemoryTransport:
 
     def producer(self, transactional_id: str, *, transactional: bool,
                  transaction_timeout: float, client_id: str) -> MemoryProducer:
-        return MemoryProducer(self.broker, self, transactional_id, transactional)
+        return MemoryProducer(self.broker, self, transactional_id, transactional,
+                              transaction_timeout)
 
     def group_consumer(self, *, group_id: str, instance_id: str, client_id: str,
                        session_timeout: float, max_poll_interval: float) -> MemoryGroupConsumer:
-        return MemoryGroupConsumer(self.broker, self, group_id, instance_id, client_id)
+        return MemoryGroupConsumer(self.broker, self, group_id, instance_id, client_id,
+                                   session_timeout)
 
     def changelog_reader(self) -> MemoryChangelogReader:
         return MemoryChangelogReader(self.broker, self)
