@@ -1,12 +1,13 @@
-"""Word count, exactly once: split lines into words, repartition by word, count, emit.
+"""Word count, exactly once: split lines into words, group them by word, count, emit.
 
 Run it::
 
     eoflow worker -A apps.wordcount --broker kafka://127.0.0.1:9092
     eoflow send lines "the quick brown fox jumps over the lazy dog" -A apps.wordcount
 
-``lines`` (values: text) -> ``split`` -> ``words`` (keyed by word, so every count of one
-word lives in one partition) -> ``count`` -> table ``counts`` and topic ``word-counts``.
+``lines`` (values: text) -> ``split`` -> ``words`` -> ``count``, which groups the words by
+themselves (``group_by``: through the topic ``wordcount-count-word-repartition``, so every
+count of one word lives in one partition) -> table ``counts`` and topic ``word-counts``.
 """
 
 from __future__ import annotations
@@ -32,15 +33,15 @@ counts = app.Table("counts", default=int, partitions=4)
 
 @app.agent(lines)
 async def split(stream: eoflow.Stream[bytes, str]) -> None:
-    """Repartition: key every word by itself so one partition owns each word's count."""
+    """One line in, its words out."""
     async for line in stream:
         for word in line.lower().split():
-            await words.send(key=word, value=word)
+            await words.send(value=word)
 
 
 @app.agent(words)
 async def count(stream: eoflow.Stream[str, str]) -> None:
     """Count words in the table and emit the running count."""
-    async for word in stream:
+    async for word in stream.group_by(str.lower, name="word"):
         counts[word] += 1
         await word_counts.send(key=word, value=counts[word])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import inspect
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -19,7 +21,10 @@ if TYPE_CHECKING:
 __all__ = ["AgentFun", "AgentHandle", "AgentSpec", "App", "RuntimeHooks"]
 
 VT = TypeVar("VT")
-AgentFun = Callable[["Stream[Any, Any]"], Awaitable[None]]
+#: ``async def agent(stream)``, or an async generator (``yield`` results to its sinks).
+AgentFun = Callable[["Stream[Any, Any]"], Any]
+#: Where a yielding agent's results go: a topic, another agent, or a callable.
+Sink = "Topic[Any, Any] | AgentHandle | Callable[[Any], Any]"
 
 
 class RuntimeHooks(Protocol):
@@ -35,6 +40,7 @@ class RuntimeHooks(Protocol):
         value: bytes | None,
         partition: int | None,
         headers: Sequence[tuple[str, bytes]] | None,
+        timestamp: float | None = None,
     ) -> None: ...
 
 
@@ -46,21 +52,40 @@ class AgentSpec:
     fun: AgentFun
     topics: tuple[Topic[Any, Any], ...]
     concurrency: int
+    #: Where the results of a yielding agent go (empty: nowhere).
+    sink: tuple[Any, ...] = ()
+
+    @property
+    def yields(self) -> bool:
+        return inspect.isasyncgenfunction(self.fun)
+
+    @property
+    def short_name(self) -> str:
+        """The name without its module, as topic names use it (``count`` for
+        ``apps.wordcount.count``)."""
+        return _topic_safe(self.name.rsplit(".", 1)[-1])
 
 
 class AgentHandle:
-    """What ``@app.agent`` returns: the original function plus ``send`` to its topic."""
+    """What ``@app.agent`` returns: the original function, plus ``send`` to its topic."""
 
     def __init__(self, spec: AgentSpec) -> None:
         self.spec = spec
         self.__name__ = spec.name
         self.__doc__ = spec.fun.__doc__
 
-    async def send(self, *, key: Any = None, value: Any = None) -> None:
-        """Send a record to the agent's (first) source topic."""
-        await self.spec.topics[0].send(key=key, value=value)
+    async def send(self, key: Any = None, value: Any = None, *, partition: int | None = None,
+                   headers: Sequence[tuple[str, bytes]] | None = None,
+                   timestamp: float | None = None) -> None:
+        """Send a record to the agent's (first) source topic, inside the transaction."""
+        await self.spec.topics[0].send(key=key, value=value, partition=partition,
+                                       headers=headers, timestamp=timestamp)
 
-    def __call__(self, stream: Stream[Any, Any]) -> Awaitable[None]:
+    async def cast(self, value: Any = None, *, key: Any = None, **options: Any) -> None:
+        """Faust's name for a send that expects no reply: the same as :meth:`send`."""
+        await self.send(key=key, value=value, **options)
+
+    def __call__(self, stream: Stream[Any, Any]) -> Any:
         return self.spec.fun(stream)
 
     def __repr__(self) -> str:
@@ -121,23 +146,40 @@ class App:
 
     def agent(
         self,
-        topic: Topic[Any, Any] | Sequence[Topic[Any, Any]],
+        topic: Topic[Any, Any] | Sequence[Topic[Any, Any]] | None = None,
         *,
         name: str | None = None,
         concurrency: int = 1,
+        sink: Sequence[Any] = (),
     ) -> Callable[[AgentFun], AgentHandle]:
-        """Register ``fun(stream)`` as an agent over ``topic`` (or several topics)."""
-        topics = (topic,) if isinstance(topic, Topic) else tuple(topic)
-        if not topics:
-            raise ConfigurationError("an agent needs at least one topic")
+        """Register ``fun(stream)`` as an agent over ``topic`` (or several topics).
+
+        Without a topic the agent gets its own, ``{app_id}-{agent}`` (feed it with
+        ``agent.send``). An agent written as an async generator forwards what it yields to
+        every ``sink`` (a topic, another agent, or a callable), inside the transaction.
+        """
+        topics = () if topic is None else (topic,) if isinstance(topic, Topic) else tuple(topic)
         if concurrency < 1:
             raise ConfigurationError("concurrency must be >= 1")
+        sinks = tuple(sink)
+        for target in sinks:
+            if not isinstance(target, Topic | AgentHandle) and not callable(target):
+                raise ConfigurationError(
+                    f"sink {target!r}: use a topic, an agent or a callable")
 
         def register(fun: AgentFun) -> AgentHandle:
             agent_name = name or f"{fun.__module__}.{fun.__qualname__}"
+            _check_agent_shape(agent_name, fun, sinks)
             if agent_name in self.agents:
                 raise ConfigurationError(f"agent {agent_name!r} is declared twice")
-            spec = AgentSpec(agent_name, fun, topics, concurrency)
+            short = _topic_safe(agent_name.rsplit(".", 1)[-1])
+            clash = [s.name for s in self.agents.values() if s.short_name == short]
+            if clash:
+                raise ConfigurationError(
+                    f"agents {clash[0]!r} and {agent_name!r} share the short name {short!r} "
+                    "that names their topics; give one of them name=...")
+            own = topics or (self.topic(f"{self.id}-{short}"),)
+            spec = AgentSpec(agent_name, fun, own, concurrency, sinks)
             self.agents[agent_name] = spec
             return AgentHandle(spec)
 
@@ -168,3 +210,26 @@ class App:
                 f"cannot {what}: no worker of app {self.id!r} is running in this process "
                 "(run it with `eoflow worker -A module`)")
         return self._runtime
+
+
+def _check_agent_shape(name: str, fun: Any, sinks: tuple[Any, ...]) -> None:
+    """Refuse at declaration what the worker could not run."""
+    if not (inspect.iscoroutinefunction(fun) or inspect.isasyncgenfunction(fun)):
+        raise ConfigurationError(
+            f"agent {name!r} must be declared with `async def` (a coroutine, or an async "
+            f"generator that yields results); got {type(fun).__name__}")
+    try:
+        inspect.signature(fun).bind(object())
+    except TypeError:
+        raise ConfigurationError(
+            f"agent {name!r} must take exactly one argument, the stream: "
+            f"`async def {getattr(fun, '__name__', name)}(stream): ...`") from None
+    if sinks and not inspect.isasyncgenfunction(fun):
+        raise ConfigurationError(
+            f"agent {name!r} has sink=... but never yields: write `yield result` in its loop, "
+            "or send to the topic yourself")
+
+
+def _topic_safe(name: str) -> str:
+    """An agent name as part of a topic name (Kafka allows letters, digits, '.', '_', '-')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:180] or "agent"

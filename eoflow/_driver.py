@@ -278,6 +278,8 @@ class TestDriver:
         return lag
 
     def _consumed(self) -> list[str]:
+        if self.worker is not None and self.worker.consumed:
+            return self.worker.consumed
         return sorted({name for spec in self.app.agents.values() for t in spec.topics
                        for name in t.names})
 

@@ -61,18 +61,21 @@ class Topic(Generic[KT, VT]):
         value: VT | None = None,
         partition: int | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        timestamp: float | None = None,
     ) -> None:
         """Add a record to the current transaction.
 
         Returns once the record belongs to the transaction, without waiting for the broker;
         a delivery failure aborts the transaction (and the interval is processed again).
-        With no ``partition`` the producer's default partitioner hashes the key.
+        With no ``partition`` the producer's default partitioner hashes the key. The
+        record's timestamp is ``timestamp`` (seconds since the epoch) or, while processing
+        an event, that event's timestamp (event time flows downstream).
         """
         if len(self.names) != 1:
             raise ConfigurationError(f"cannot send to multi-topic {self.names}: name one topic")
         runtime = self.app._require_runtime(f"send to topic {self.name!r}")
         key_bytes, value_bytes = self.encode(key, value)
-        await runtime.send(self.name, key_bytes, value_bytes, partition, headers)
+        await runtime.send(self.name, key_bytes, value_bytes, partition, headers, timestamp)
 
     def __repr__(self) -> str:
         return f"<Topic {', '.join(self.names)}>"

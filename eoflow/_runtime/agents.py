@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from eoflow._app import AgentSpec
-from eoflow._stream import Event, InFlight, Stream
+from eoflow._app import AgentHandle, AgentSpec
+from eoflow._stream import Event, Hop, InFlight, Source, Stream
+from eoflow._topic import Topic
 
 __all__ = ["AgentInstance", "AgentSupervisor", "FailureHandler"]
 
@@ -26,8 +28,9 @@ class AgentInstance:
     spec: AgentSpec
     index: int
     queue: asyncio.Queue[Any]
+    hops: tuple[Hop, ...] = ()
     task: asyncio.Task[None] | None = None
-    stream: Stream[Any, Any] | None = field(default=None, repr=False)
+    stream: Source | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -42,13 +45,15 @@ class AgentSupervisor:
     """
 
     def __init__(self, specs: list[AgentSpec], in_flight: InFlight, queue_size: int,
-                 on_failure: FailureHandler) -> None:
+                 on_failure: FailureHandler,
+                 hops: dict[str, tuple[Hop, ...]] | None = None) -> None:
         self.in_flight = in_flight
         self._feeder: Callable[[], Coroutine[Any, Any, None]] | None = None
         self._feeder_task: asyncio.Task[None] | None = None
         self._on_failure = on_failure
         self.instances: dict[str, list[AgentInstance]] = {
-            spec.name: [AgentInstance(spec, i, asyncio.Queue(queue_size))
+            spec.name: [AgentInstance(spec, i, asyncio.Queue(queue_size),
+                                      (hops or {}).get(spec.name, ()))
                         for i in range(spec.concurrency)]
             for spec in specs
         }
@@ -75,17 +80,17 @@ class AgentSupervisor:
 
     async def _run(self, instance: AgentInstance) -> None:
         while True:
-            stream: Stream[Any, Any] = Stream(instance.queue, self.in_flight, instance.spec.name)
-            stream.bind()
-            instance.stream = stream
+            source = Source(instance.queue, self.in_flight, instance.spec.name, instance.hops)
+            source.bind()
+            instance.stream = source
             try:
-                await instance.spec.fun(stream)
+                await _drive(instance.spec, Stream(source))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._on_failure(instance, stream.current_event, exc)
+                self._on_failure(instance, source.current_event, exc)
                 return
-            stream.release()
+            source.release()
             log.warning("agent %s returned; restarting it on the same stream", instance.name)
 
     def spawn_all(self) -> None:
@@ -126,3 +131,19 @@ class AgentSupervisor:
             if stream is not None and stream.current_event is not None:
                 held.append((instance, stream.current_event, stream.held_for))
         return held
+
+
+async def _drive(spec: AgentSpec, stream: Stream[Any, Any]) -> None:
+    """Run the agent; forward what a yielding agent yields to its sinks (in its event)."""
+    result = spec.fun(stream)
+    if not inspect.isasyncgen(result):
+        await result
+        return
+    async for item in result:
+        for sink in spec.sink:
+            if isinstance(sink, Topic | AgentHandle):
+                await sink.send(value=item)
+            else:
+                outcome = sink(item)
+                if inspect.isawaitable(outcome):
+                    await outcome

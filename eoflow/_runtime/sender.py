@@ -25,9 +25,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from eoflow._settings import Settings
-from eoflow._stream import Event, InFlight, Stream, current_event, current_stream
+from eoflow._stream import Event, InFlight, Source, current_event, current_stream
 from eoflow._transport.base import ConsumedRecord, Producer
 from eoflow._transport.batching import BATCH_OVERHEAD, OutputBatches, Partitioner, record_size
 from eoflow.errors import (
@@ -102,26 +103,33 @@ class Sender:
 
     # -- RuntimeHooks.send -------------------------------------------------------------
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
-                   partition: int | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
-        """Add a record to the open transaction (see the module docstring for who may)."""
+                   partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
+                   timestamp: float | None = None) -> None:
+        """Add a record to the open transaction (see the module docstring for who may).
+
+        The record's timestamp is ``timestamp`` (seconds), else the event's being processed.
+        """
         stream, event = current_stream.get(), current_event.get()
+        stamp = None if timestamp is None else int(timestamp * 1000)
         if stream is None or event is None:
             async with self._lock:
-                await self._send(topic, key, value, partition, headers, None)
+                await self._send(topic, key, value, partition, headers, None, stamp)
             return
         if not stream.holds(event):
             raise self.outlived(stream, event, f"send to {topic!r}")
         source = PoisonKey(stream.agent, event.topic, event.partition, event.offset)
+        if stamp is None:
+            stamp = event.timestamp
         if asyncio.current_task() is stream.task:
-            await self._send(topic, key, value, partition, headers, source)
+            await self._send(topic, key, value, partition, headers, source, stamp)
             return
         token = self._in_flight.hold()
         try:
-            await self._send(topic, key, value, partition, headers, source)
+            await self._send(topic, key, value, partition, headers, source, stamp)
         finally:
             self._in_flight.unhold(token)
 
-    def outlived(self, stream: Stream[object, object], event: Event[object, object],
+    def outlived(self, stream: Source, event: Event[Any, Any],
                  what: str) -> OutsideEventError:
         """Refuse ``what`` of a task that outlived its event; stop the worker."""
         error = OutsideEventError(
@@ -134,16 +142,17 @@ class Sender:
 
     async def _send(self, topic: str, key: bytes | None, value: bytes | None,
                     partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
-                    source: PoisonKey | None) -> None:
+                    source: PoisonKey | None, timestamp_ms: int | None) -> None:
         interval = self.interval  # an abort during an await must not move us to the next
         if not interval.is_open:
             await self.begin()
         try:
             if self._partitioner.knows(topic):
                 await interval.batches.append(topic, key, value, partition, headers, source,
-                                              alone=interval.careful)
+                                              alone=interval.careful, timestamp_ms=timestamp_ms)
             else:
-                fut = await self._producer.send(topic, value, key, partition, headers)
+                fut = await self._producer.send(topic, value, key, partition, headers,
+                                                timestamp_ms)
                 interval.sends.append((fut, source))
         except _REFUSED_UP_FRONT:
             raise

@@ -28,6 +28,7 @@ from .poison import PoisonLedger
 from .rebalance import RebalanceHandler
 from .sender import Sender
 from .tables import TableManager
+from .topology import Plan, discover
 
 __all__ = ["Worker", "load_instance_id"]
 
@@ -60,8 +61,9 @@ class _Runtime:
     tables: TableBackend
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
-                   partition: int | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
-        await self.sender.send(topic, key, value, partition, headers)
+                   partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
+                   timestamp: float | None = None) -> None:
+        await self.sender.send(topic, key, value, partition, headers, timestamp)
 
 
 class Worker:
@@ -87,6 +89,8 @@ class Worker:
         self._sender: Sender | None = None
         self._dispatcher: Dispatcher | None = None
         self._group: asyncio.TaskGroup | None = None
+        #: The topics the worker consumes (its agents' sources and hops), once started.
+        self.consumed: list[str] = []
 
     def stop(self) -> None:
         """Ask the worker to commit what it has and stop (safe from a signal handler)."""
@@ -103,7 +107,8 @@ class Worker:
             self._transport = KafkaTransport(settings.bootstrap)
         transport = self._transport
         instance_id = settings.instance_id or load_instance_id(settings.datadir, settings.app_id)
-        topics = await self._ensure_topics(transport)
+        plans = await discover(self.app)  # before the topics: hops declare theirs
+        topics = await self._ensure_topics(transport, plans)
         client_id = f"{settings.app_id}-{instance_id}"
         producer = transport.producer(client_id, transactional=settings.exactly_once,
                                       transaction_timeout=settings.transaction_timeout,
@@ -112,7 +117,7 @@ class Worker:
             group_id=settings.app_id, instance_id=instance_id, client_id=client_id,
             session_timeout=settings.session_timeout,
             max_poll_interval=settings.max_poll_interval)
-        dispatcher, supervisor = self._build(transport, topics, producer, consumer)
+        dispatcher, supervisor = self._build(transport, topics, producer, consumer, plans)
         log.info("worker %s of app %s starting (%s, commit every %ss)", instance_id,
                  settings.app_id, settings.processing_guarantee, settings.commit_interval)
         try:
@@ -126,7 +131,8 @@ class Worker:
             await self._shutdown(consumer, producer)
 
     def _build(self, transport: Transport, topics: Topics, producer: Producer,
-               consumer: GroupConsumer) -> tuple[Dispatcher, AgentSupervisor]:
+               consumer: GroupConsumer,
+               plans: list[Plan]) -> tuple[Dispatcher, AgentSupervisor]:
         """Wire the runtime's parts; each gets what it uses, nothing reaches through."""
         settings = self.settings
         lock = asyncio.Lock()
@@ -142,9 +148,11 @@ class Worker:
             topics.delete_retention, transport.changelog_reader, failed)
         sender = self._sender = Sender(settings, producer, Partitioner(topics.partitions),
                                        topics.max_bytes, lock, in_flight, failed)
-        specs = list(self.app.agents.values())
+        specs = [spec for plan in plans for spec in plan.specs]
+        self.consumed = sorted({n for spec in specs for t in spec.topics for n in t.names})
         supervisor = AgentSupervisor(specs, in_flight, settings.queue_size,
-                                     lambda i, e, x: failures[0].agent_failed(i, e, x))
+                                     lambda i, e, x: failures[0].agent_failed(i, e, x),
+                                     {plan.spec.name: plan.hops for plan in plans})
         dispatcher = self._dispatcher = Dispatcher(specs, supervisor, poison, begin=sender.begin,
                                 is_open=lambda: sender.is_open, dead_letter=sender.dead_letter)
         self.committer = Committer(settings, producer, consumer, sender, dispatcher, supervisor,
@@ -239,14 +247,14 @@ class Worker:
         log.info("worker stopped")
 
     # -- topics ---------------------------------------------------------------------
-    async def _ensure_topics(self, transport: Transport) -> Topics:
+    async def _ensure_topics(self, transport: Transport, plans: list[Plan]) -> Topics:
         settings = self.settings
         specs: dict[str, TopicSpec] = {}
         for topic in self.app.topics.values():
             for name in topic.names:
                 specs[name] = TopicSpec(name, topic.partitions or settings.topic_partitions,
                                         topic.config)
-        source_counts = {specs[n].partitions for a in self.app.agents.values()
+        source_counts = {specs[n].partitions for plan in plans for a in plan.specs
                          for t in a.topics for n in t.names}
         for table in self.app.tables.values():
             partitions = table.partitions or _single(source_counts, table.name)

@@ -119,7 +119,8 @@ class Producer(Protocol):
 
     async def send(self, topic: str, value: bytes | None, key: bytes | None = None,
                    partition: int | None = None,
-                   headers: Sequence[tuple[str, bytes]] | None = None) -> SendFuture: ...
+                   headers: Sequence[tuple[str, bytes]] | None = None,
+                   timestamp_ms: int | None = None) -> SendFuture: ...
 
     async def send_batches(self, topic: str, partition: int,
                            records: Iterable[tuple[bytes, bytes | None]],

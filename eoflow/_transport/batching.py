@@ -122,7 +122,8 @@ class OutputBatches:
 
     async def append(self, topic: str, key: bytes | None, value: bytes | None,
                      partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
-                     source: Hashable | None, *, alone: bool = False) -> None:
+                     source: Hashable | None, *, alone: bool = False,
+                     timestamp_ms: int | None = None) -> None:
         """Add a record; hands the partition's batch to the producer when it is full.
 
         A batch never grows past the topic's ``max.message.bytes``, and a record that
@@ -146,11 +147,12 @@ class OutputBatches:
         if open_batch is None:
             open_batch = self._open[tp] = _Open(self._producer.create_batch())
         headers = list(headers) if headers else []
-        if open_batch.builder.append(key=key, value=value, timestamp=None,
+        if open_batch.builder.append(key=key, value=value, timestamp=timestamp_ms,
                                      headers=headers) is None:
             await self._submit(tp, self._open.pop(tp))
             open_batch = self._open[tp] = _Open(self._producer.create_batch())
-            open_batch.builder.append(key=key, value=value, timestamp=None, headers=headers)
+            open_batch.builder.append(key=key, value=value, timestamp=timestamp_ms,
+                                      headers=headers)
         open_batch.sources.append(source)
         if alone:
             await self._submit(tp, self._open.pop(tp))

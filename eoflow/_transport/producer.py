@@ -196,11 +196,12 @@ class TransactionalProducer:
         key: bytes | None = None,
         partition: int | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        timestamp_ms: int | None = None,
     ) -> SendFuture:
         """Append a record to the current transaction; the future resolves on delivery."""
         try:
             fut: SendFuture = await self._p.send(
-                topic, value=value, key=key, partition=partition,
+                topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms,
                 headers=list(headers) if headers else None)
         except Exception as exc:
             raise translate(

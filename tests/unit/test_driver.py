@@ -116,8 +116,8 @@ async def test_a_new_instance_waits_out_the_dead_ones_transaction() -> None:
     async with TestDriver(app, transaction_timeout=1.0, commit_interval=0.02) as driver:
         await driver.send("lines", LINES[0])
         await driver.settle()
-        for word in LINES[1].split():  # straight to the counting agent: table writes
-            await driver.send("words", word, key=word)
+        for word in LINES[1].split():  # straight to the counting side: table writes
+            await driver.send("wordcount-count-word-repartition", word, key=word)
         started = time.monotonic()
         await driver.crash(at="before_offsets", new_instance=True)
         assert driver.broker.open_transactions() == []  # aborted by its timeout meanwhile

@@ -131,14 +131,16 @@ class MemoryProducer(_Client):
 
     async def send(self, topic: str, value: bytes | None, key: bytes | None = None,
                    partition: int | None = None,
-                   headers: Sequence[tuple[str, bytes]] | None = None) -> SendFuture:
+                   headers: Sequence[tuple[str, bytes]] | None = None,
+                   timestamp_ms: int | None = None) -> SendFuture:
         self._alive("send", topic=topic, partition=partition)
         if partition is None:
             from ..batching import default_partition
 
             count = self._broker.partitions(topic)
             partition = default_partition(key, count) if key is not None else 0
-        return self._deliver(topic, partition, [(key, value, None, tuple(headers or ()))])
+        return self._deliver(topic, partition,
+                             [(key, value, timestamp_ms, tuple(headers or ()))])
 
     async def send_batches(self, topic: str, partition: int,
                            records: Iterable[tuple[bytes, bytes | None]],

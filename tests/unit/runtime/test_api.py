@@ -10,7 +10,7 @@ import pytest
 import eoflow
 from eoflow._serde import codec_for
 from eoflow._settings import Settings, parse_broker
-from eoflow._stream import Event, InFlight, Stream, current_event
+from eoflow._stream import Event, InFlight, Source, Stream, current_event
 from eoflow.errors import ConfigurationError, SerializationError, TableUsageError
 
 
@@ -84,7 +84,7 @@ def test_declaring_twice_is_refused() -> None:
 async def test_stream_marks_events_processed_when_the_next_is_requested() -> None:
     queue: asyncio.Queue[Any] = asyncio.Queue()
     in_flight = InFlight()
-    stream: Stream[Any, Any] = Stream(queue, in_flight)
+    stream: Stream[Any, Any] = Stream(Source(queue, in_flight))
     for i in range(2):
         in_flight.add()
         queue.put_nowait(Event(None, i, "t", 0, i, 0, ()))
