@@ -18,6 +18,8 @@ from eoflow._settings import Settings
 from eoflow._stream import Event, Stream
 from eoflow._table import Table
 from eoflow._topic import Topic
+from eoflow._windows import Window, WindowedTable, WindowSet
 
-__all__ = ["AgentHandle", "App", "Event", "Settings", "Stream", "Table", "Topic", "errors"]
+__all__ = ["AgentHandle", "App", "Event", "Settings", "Stream", "Table", "Topic", "Window",
+           "WindowSet", "WindowedTable", "errors"]
 __version__ = "0.1.0"

@@ -138,6 +138,7 @@ class Source:
         self._batch: list[Event[Any, Any]] = []
         self._taken_at = 0.0
         self._closed = False
+        self._deferred: list[Callable[[], Awaitable[None]]] = []
         #: Name of the agent that iterates this source.
         self.agent = agent
         #: The agent's own task (set when it starts iterating).
@@ -160,9 +161,25 @@ class Source:
         return self._current is event or (bool(self._batch) and
                                           any(e is event for e in self._batch))
 
+    def participating(self) -> bool:
+        """Whether this scope's work belongs to the open interval with no event in hand
+        (a timer's run does; an agent between two events does not)."""
+        return False
+
     def batch_partitions(self) -> set[tuple[str, int]]:
         """The partitions of the batch in hand (empty when not in a ``take`` batch)."""
         return {(e.topic, e.partition) for e in self._batch}
+
+    def defer(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` when the agent is done with its event, before the event counts as
+        processed: still inside the event and its transaction (window-close hooks)."""
+        self._deferred.append(work)
+
+    async def run_deferred(self) -> None:
+        """Run the deferred work, in order (the agent task calls it)."""
+        while self._deferred:
+            work = self._deferred.pop(0)
+            await work()
 
     def bind(self) -> None:
         """Make the calling task this source's agent task (call from the agent task)."""
@@ -172,6 +189,7 @@ class Source:
     async def next(self, filters: Sequence[Predicate] = ()) -> Event[Any, Any]:
         """Finish what is in hand; take the next event that passes ``filters``."""
         while True:
+            await self.run_deferred()
             self.finish()
             item = await self._get()
             self._hand([item])
@@ -182,6 +200,7 @@ class Source:
                          filters: Sequence[Predicate] = ()) -> list[Event[Any, Any]]:
         """Finish what is in hand; take up to ``max_`` events, fewer once ``within``
         seconds passed since the first, or a commit barrier is waiting."""
+        await self.run_deferred()
         self.finish()
         batch: list[Event[Any, Any]] = []
         deadline: float | None = None
@@ -268,6 +287,7 @@ class Source:
         self._closed = True
         self._current = None
         self._batch = []
+        self._deferred = []
 
 
 class Stream(Generic[KT, VT]):

@@ -13,6 +13,14 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from eoflow._serde import Codec, codec_for
 from eoflow._stream import Event, current_event
+from eoflow._windows import (
+    Hopping,
+    Seconds,
+    Tumbling,
+    WindowedTable,
+    WindowSpec,
+    split_key,
+)
 from eoflow.errors import ConfigurationError, TableUsageError
 
 if TYPE_CHECKING:
@@ -33,6 +41,23 @@ class TableBackend(Protocol):
         ...
 
     def get(self, table: str, partition: int, key: bytes) -> bytes | None: ...
+
+    def clock(self) -> float:
+        """Wall-clock time in seconds (the worker's clock)."""
+        ...
+
+    def stream_time(self, table: str, partition: int) -> float:
+        """The partition's stream time in seconds (0 before its first event)."""
+        ...
+
+    def window_advance(self, table: Any, partition: int, t: float,
+                       windows: list[Any]) -> list[Any]:
+        """Move the partition's stream time to ``t`` if later; the windows still open."""
+        ...
+
+    def window_late(self, table: Any, key: Any, change: Any, event: Event[Any, Any]) -> None:
+        """An event came after all its windows closed: count it, call ``on_late``."""
+        ...
 
     def set(self, table: str, partition: int, key: bytes, value: bytes | None) -> None: ...
 
@@ -58,6 +83,7 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         store: str = "rocksdb://",
         key_serializer: str | Codec = "json",
         value_serializer: str | Codec = "json",
+        on_window_close: Any = None,
     ) -> None:
         if store not in ("rocksdb://", "memory://"):
             raise ConfigurationError(
@@ -70,6 +96,42 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         self.key_codec = codec_for(key_serializer)
         self.value_codec = codec_for(value_serializer)
         self._fixed_partition: int | None = None
+        #: Called with ``(key, window, value)`` when a window closes (windowed tables).
+        self.on_window_close = on_window_close
+        #: Set by :meth:`tumbling` / :meth:`hopping`: the table holds per-window values.
+        self.windowed: WindowedTable[KT, VT] | None = None
+
+    # -- windows ------------------------------------------------------------------------
+    def tumbling(self, size: Seconds, *, expires: Seconds | None = None, grace: Seconds = 0,
+                 on_window_close: Any = None, on_late: Any = None) -> WindowedTable[KT, VT]:
+        """Per-key values in back-to-back windows of ``size`` (seconds or a timedelta).
+
+        A window closes once stream time passes its end plus ``grace`` (then
+        ``on_window_close(key, window, value)`` runs, exactly once) and is deleted once
+        stream time passes its end plus ``expires`` (default: the larger of size and
+        grace). Events later than that are not applied: ``on_late(key, event)``.
+        """
+        return self._window(Tumbling(size), expires, grace, on_window_close, on_late)
+
+    def hopping(self, size: Seconds, step: Seconds, *, expires: Seconds | None = None,
+                grace: Seconds = 0, on_window_close: Any = None,
+                on_late: Any = None) -> WindowedTable[KT, VT]:
+        """Per-key values in windows of ``size`` starting every ``step`` (overlapping);
+        an event updates every window holding its time. See :meth:`tumbling`."""
+        return self._window(Hopping(size, step), expires, grace, on_window_close, on_late)
+
+    def _window(self, spec: WindowSpec, expires: Seconds | None, grace: Seconds,
+                on_window_close: Any, on_late: Any) -> WindowedTable[KT, VT]:
+        if self.windowed is not None:
+            raise ConfigurationError(f"table {self.name!r} is windowed already")
+        self.windowed = WindowedTable(self, spec, expires=expires, grace=grace,
+                                      on_window_close=on_window_close, on_late=on_late)
+        return self.windowed
+
+    def _default(self) -> Any:
+        if self.default is None:
+            raise KeyError(self.name)
+        return self.default()
 
     # -- partition resolution -------------------------------------------------------
     def partition(self, partition: int) -> Table[KT, VT]:
@@ -140,7 +202,11 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
             yield key
 
     def items(self) -> Iterator[tuple[KT, VT]]:  # type: ignore[override]
-        """Committed and pending items of every partition this worker owns."""
+        """Committed and pending items of every partition this worker owns (for a windowed
+        table: ``((key, window), value)``)."""
+        if self.windowed is not None:
+            yield from self.windowed.items()  # type: ignore[misc]
+            return
         backend = self._backend()
         for partition in self._partitions():
             for key, value in backend.items(self.name, partition):
@@ -151,9 +217,15 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
 
     def decode_changelog(self, key: bytes, value: bytes | None) -> tuple[Any, Any] | None:
         """A changelog record as ``(key, value)`` (value None: deleted); None for records
-        that are eoflow's own bookkeeping, not a key of the table."""
-        return (self.key_codec.loads(key),
-                None if value is None else self.value_codec.loads(value))
+        that are eoflow's own bookkeeping, not a key of the table. A windowed table's keys
+        are ``(key, Window)``."""
+        decoded_value = None if value is None else self.value_codec.loads(value)
+        if self.windowed is None:
+            return self.key_codec.loads(key), decoded_value
+        split = split_key(key)
+        if split is None:
+            return None
+        return (self.key_codec.loads(split[0]), split[1]), decoded_value
 
     def __repr__(self) -> str:
         return f"<Table {self.name}>"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -38,6 +39,7 @@ from eoflow._table import Table
 from eoflow._transport.admin import DEFAULT_MAX_MESSAGE_BYTES
 from eoflow._transport.base import SendFuture, TopicPartition
 from eoflow._transport.batching import check_record_size, record_size
+from eoflow._windows import STREAM_TIME_KEY, Window, WindowedTable, end_prefix, split_key
 from eoflow.errors import OutsideEventError, TableUsageError
 
 __all__ = ["ChangelogSend", "Flushed", "ReaderFactory", "TableManager"]
@@ -72,7 +74,8 @@ class TableManager:
     def __init__(self, settings: Settings, tables: dict[str, Table[Any, Any]],
                  topic_counts: Mapping[str, int], max_bytes: Mapping[str, int],
                  retention: Mapping[str, float], reader: ReaderFactory,
-                 on_fatal: Callable[[BaseException, bool], None]) -> None:
+                 on_fatal: Callable[[BaseException, bool], None],
+                 clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._tables = tables
         self._topic_counts = topic_counts
@@ -85,6 +88,7 @@ class TableManager:
                            for name, topic in self._changelogs.items()}
         self._reader = reader
         self._on_fatal = on_fatal
+        self._clock = clock
         self._overlays: dict[tuple[str, int], Overlay] = {}
         self._usable: set[tuple[str, str]] = set()  # (table, topic) pairs checked
 
@@ -143,6 +147,70 @@ class TableManager:
 
     def partitions(self, table: str) -> list[int]:
         return sorted(p for (t, p) in self._overlays if t == table)
+
+    # -- windowed tables (see eoflow._windows) ---------------------------------------------
+    def clock(self) -> float:
+        return self._clock()
+
+    def stream_time(self, table: str, partition: int) -> float:
+        return (self._stream_time_ms(self._overlay(table, partition)) or 0) / 1000
+
+    @staticmethod
+    def _stream_time_ms(overlay: Overlay) -> int | None:
+        raw = overlay.get(STREAM_TIME_KEY)
+        return None if raw is None else int(raw)
+
+    def window_advance(self, windowed: WindowedTable[Any, Any], partition: int, t: float,
+                       windows: list[Window]) -> list[Window]:
+        """Move the partition's stream time to ``t`` if that is later (a write, in the
+        changelog with the data); return the windows of ``windows`` not closed yet. Closing
+        and expiring what the move passed runs at the end of the event, inside it."""
+        overlay = self._overlay(windowed.name, partition)
+        before = self._stream_time_ms(overlay)
+        now = int(round(t * 1000))
+        if before is None or now > before:
+            self._check_writer(windowed.name, STREAM_TIME_KEY)
+            overlay.set(STREAM_TIME_KEY, str(now).encode())
+            self._defer(windowed, lambda: self._close_and_expire(windowed, partition,
+                                                                 before, now))
+        stream_ms = max(now, before or now)
+        grace_ms = windowed.grace * 1000
+        return [w for w in windows if w.end * 1000 + grace_ms > stream_ms]
+
+    def window_late(self, windowed: WindowedTable[Any, Any], key: Any, change: Any,
+                    event: Event[Any, Any]) -> None:
+        log.debug("late event %s for windowed table %r (key %r): not applied",
+                  event.describe(), windowed.name, key)
+        hook = windowed.on_late
+        if hook is not None:
+            self._defer(windowed, lambda: _call(hook, key, event))
+
+    def _defer(self, windowed: WindowedTable[Any, Any],
+               work: Callable[[], Awaitable[None]]) -> None:
+        scope = current_stream.get()
+        if scope is None:
+            raise TableUsageError(f"windowed table {windowed.name!r} used outside an agent")
+        scope.defer(work)
+
+    async def _close_and_expire(self, windowed: WindowedTable[Any, Any], partition: int,
+                                before: int | None, now: int) -> None:
+        """Stream time moved from ``before`` to ``now`` (ms): run ``on_window_close`` for
+        each window that closed (end + grace passed), oldest first; then delete the windows
+        that expired (end + expires passed)."""
+        overlay = self._overlay(windowed.name, partition)
+        grace, expires = round(windowed.grace * 1000), round(windowed.expires * 1000)
+        hook = windowed.on_window_close
+        if hook is not None:
+            low = b"W" if before is None else end_prefix(before - grace + 1)
+            closing = list(overlay.items(low, end_prefix(now - grace + 1)))
+            codec_k, codec_v = windowed.table.key_codec, windowed.table.value_codec
+            for stored, raw in closing:
+                split = split_key(stored)
+                if split is not None:
+                    await _call(hook, codec_k.loads(split[0]), split[1], codec_v.loads(raw))
+        expired = [stored for stored, _ in overlay.items(b"W", end_prefix(now - expires + 1))]
+        for stored in expired:
+            overlay.delete(stored)
 
     def items(self, table: str, partition: int) -> Iterator[tuple[bytes, bytes]]:
         return self._overlay(table, partition).items()
@@ -263,3 +331,9 @@ class TableManager:
         """The transaction aborted: forget every pending write."""
         for overlay in self._overlays.values():
             overlay.discard()
+
+
+async def _call(hook: Callable[..., Any], *args: Any) -> None:
+    outcome = hook(*args)
+    if inspect.isawaitable(outcome):
+        await outcome

@@ -100,8 +100,9 @@ class PartitionStore(Protocol):
         """The committed value of ``key``, or None."""
         ...
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        """All committed key/value pairs in ascending key order."""
+    def items(self, start: bytes | None = None,
+              stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Committed key/value pairs in ascending key order, ``start <= key < stop``."""
         ...
 
     def apply(self, writes: Mapping[bytes, bytes | None], changelog_offset: int) -> None:

@@ -50,10 +50,12 @@ class MemoryPartitionStore:
         self._require_open()
         return self._data.get(key)
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
+    def items(self, start: bytes | None = None,
+              stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         with self._lock:
             self._require_open()
-            snapshot = sorted(self._data.items())
+            snapshot = sorted((k, v) for k, v in self._data.items()
+                              if (start is None or k >= start) and (stop is None or k < stop))
         return iter(snapshot)
 
     def __len__(self) -> int:

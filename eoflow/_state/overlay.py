@@ -106,12 +106,15 @@ class Overlay:
             f"{self!r}: write of key {key[:60]!r} after the interval's changelog records "
             "were sent; it would reach the store without a changelog record")
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        """Merged view in ascending key order: committed items overridden by pending ones."""
-        pending = sorted(self._pending.items())
+    def items(self, start: bytes | None = None,
+              stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Merged view in ascending key order: committed items overridden by pending ones;
+        ``start <= key < stop`` when given."""
+        pending = sorted((k, v) for k, v in self._pending.items()
+                         if (start is None or k >= start) and (stop is None or k < stop))
         merged = heapq.merge(
             ((key, 0, value) for key, value in pending),
-            ((key, 1, value) for key, value in self._store.items()),
+            ((key, 1, value) for key, value in self._store.items(start, stop)),
         )
         last_key: bytes | None = None
         for key, _rank, value in merged:

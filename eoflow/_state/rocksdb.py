@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import cast
 
 from rocksdict import Options, Rdict, WriteBatch
 
@@ -134,8 +135,13 @@ class RocksDBPartitionStore:
         value: bytes | None = self._require_open().get(key)
         return value
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        yield from self._require_open().items()
+    def items(self, start: bytes | None = None,
+              stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        pairs = cast(Iterator[tuple[bytes, bytes]], self._require_open().items(from_key=start))
+        for key, value in pairs:  # raw mode: bytes keys and values
+            if stop is not None and key >= stop:
+                return
+            yield key, value
 
     def __len__(self) -> int:
         return sum(1 for _ in self.items())

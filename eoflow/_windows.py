@@ -1,0 +1,354 @@
+"""Windowed tables: per-key values per time window, with Faust's names.
+
+::
+
+    views = app.Table("views", default=int).tumbling(60, expires=3600)
+
+    @app.agent(clicks)
+    async def count(stream):
+        async for user, click in stream.items():
+            views[user] += 1                    # every window holding the event's time
+            views[user].current()               # its (latest) window's value
+
+Time is event time: a record's Kafka timestamp (or ``relative_to_field``). Each table
+partition has a *stream time*, the largest event time its events brought, kept in the
+changelog with the table's data, so it comes back after a crash exactly as committed. A
+window closes when stream time passes its end plus ``grace``: ``on_window_close(key,
+window, value)`` runs then, once, inside the transaction of the event that moved stream
+time. Events for closed windows are late: not applied, counted, and passed to
+``on_late``. Windows are deleted (changelog tombstones, same transaction) once stream
+time passes their end plus ``expires``, so the store stays bounded.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from eoflow._stream import Event, current_event
+from eoflow.errors import ConfigurationError, TableUsageError
+
+if TYPE_CHECKING:
+    from eoflow._table import Table
+
+__all__ = ["Hopping", "Tumbling", "Window", "WindowSet", "WindowSpec", "WindowedTable"]
+
+KT = TypeVar("KT")
+VT = TypeVar("VT")
+
+#: Store key of a partition's stream time (sorts before every window key).
+STREAM_TIME_KEY = b"\x00stream_time"
+_WINDOW = b"W"
+_BOUNDS = struct.Struct(">QQ")
+
+Seconds = float | int | timedelta
+CloseHook = Callable[[Any, "Window", Any], "Awaitable[None] | None"]
+LateHook = Callable[[Any, Any, Event[Any, Any]], "Awaitable[None] | None"]
+
+
+def seconds(value: Seconds, what: str) -> float:
+    """Seconds from a number or a timedelta; refuses what is not positive."""
+    s = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not s > 0 or math.isinf(s):
+        raise ConfigurationError(f"{what} must be a positive duration, got {value!r}")
+    return s
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """A time window ``[start, end)`` in seconds since the epoch."""
+
+    start: float
+    end: float
+
+    def __contains__(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+    def __repr__(self) -> str:
+        return f"Window({self.start:g}, {self.end:g})"
+
+
+class WindowSpec:
+    """Which windows hold a timestamp."""
+
+    size: float
+    step: float
+
+    def windows(self, t: float) -> list[Window]:
+        """Every window holding ``t``, oldest first."""
+        raise NotImplementedError
+
+    def current(self, t: float) -> Window:
+        """The newest window holding ``t``."""
+        return self.windows(t)[-1]
+
+
+class Tumbling(WindowSpec):
+    """Back-to-back windows of ``size`` seconds."""
+
+    def __init__(self, size: Seconds) -> None:
+        self.size = self.step = seconds(size, "window size")
+
+    def windows(self, t: float) -> list[Window]:
+        start = math.floor(t / self.size) * self.size
+        return [Window(start, start + self.size)]
+
+
+class Hopping(WindowSpec):
+    """Windows of ``size`` seconds starting every ``step`` seconds (they overlap)."""
+
+    def __init__(self, size: Seconds, step: Seconds) -> None:
+        self.size = seconds(size, "window size")
+        self.step = seconds(step, "window step")
+        if self.step > self.size:
+            raise ConfigurationError(
+                f"hopping window step {self.step:g}s is larger than its size {self.size:g}s: "
+                "some events would fall in no window")
+
+    def windows(self, t: float) -> list[Window]:
+        last = math.floor(t / self.step) * self.step
+        first = math.floor((t - self.size) / self.step + 1) * self.step
+        count = round((last - first) / self.step) + 1
+        return [Window(first + i * self.step, first + i * self.step + self.size)
+                for i in range(count) if first + i * self.step <= t]
+
+
+def window_key(key: bytes, window: Window) -> bytes:
+    """The store and changelog key of ``key`` in ``window`` (ordered by window end)."""
+    return _WINDOW + _BOUNDS.pack(_ms(window.end), _ms(window.start)) + key
+
+
+def end_prefix(end_ms: int) -> bytes:
+    """The first store key of windows ending at ``end_ms`` (for range scans)."""
+    return _WINDOW + struct.pack(">Q", max(end_ms, 0))
+
+
+def split_key(stored: bytes) -> tuple[bytes, Window] | None:
+    """``(key, window)`` of a window key; None for eoflow's own records."""
+    if not stored.startswith(_WINDOW) or len(stored) < 1 + _BOUNDS.size:
+        return None
+    end_ms, start_ms = _BOUNDS.unpack_from(stored, 1)
+    return stored[1 + _BOUNDS.size:], Window(start_ms / 1000, end_ms / 1000)
+
+
+def _ms(t: float) -> int:
+    return max(int(round(t * 1000)), 0)
+
+
+def event_time(event: Event[Any, Any], field: Callable[[Any], Any] | None) -> float:
+    """An event's time in seconds: its timestamp, or a field of its value."""
+    if field is None:
+        return event.timestamp / 1000
+    found = field(event.value)
+    if isinstance(found, datetime):
+        return found.timestamp()
+    if isinstance(found, int | float):
+        return float(found)
+    raise TableUsageError(
+        f"relative_to_field: the field of {event.describe()} is {found!r}; a time must be a "
+        "datetime or seconds since the epoch")
+
+
+class WindowedTable(Generic[KT, VT]):
+    """A table of per-window values (see the module docstring). Made by
+    ``Table.tumbling(...)`` / ``Table.hopping(...)``."""
+
+    def __init__(self, table: Table[KT, VT], spec: WindowSpec, *, expires: Seconds | None,
+                 grace: Seconds = 0.0, on_window_close: CloseHook | None = None,
+                 on_late: LateHook | None = None) -> None:
+        self.table = table
+        self.spec = spec
+        self.grace = 0.0 if not grace else seconds(grace, "grace")
+        self.expires = (max(spec.size, self.grace) if expires is None
+                        else seconds(expires, "expires"))
+        if self.expires < self.grace:
+            raise ConfigurationError(
+                f"table {table.name!r}: expires={self.expires:g}s is shorter than "
+                f"grace={self.grace:g}s: windows would be deleted before they close")
+        self.on_window_close = on_window_close or table.on_window_close
+        self.on_late = on_late
+        self.relative_to: str = "event"
+        self.relative_field: Callable[[Any], Any] | None = None
+        #: Events not applied because every window holding them was closed.
+        self.late = 0
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    # -- relative_to --------------------------------------------------------------------
+    def _with(self, relative_to: str, field: Callable[[Any], Any] | None = None
+              ) -> WindowedTable[KT, VT]:
+        view: WindowedTable[KT, VT] = WindowedTable.__new__(WindowedTable)
+        view.__dict__.update(self.__dict__)
+        view.relative_to, view.relative_field = relative_to, field
+        return view
+
+    def relative_to_stream(self) -> WindowedTable[KT, VT]:
+        """``.value()`` reads the window of the partition's stream time."""
+        return self._with("stream")
+
+    def relative_to_now(self) -> WindowedTable[KT, VT]:
+        """``.value()`` reads the window of the wall clock."""
+        return self._with("now")
+
+    def relative_to_field(self, field: Callable[[Any], Any] | str) -> WindowedTable[KT, VT]:
+        """Event time from a field of the value (a datetime, or seconds since the epoch):
+        windows are chosen, and ``.value()`` reads, by it."""
+        getter = field if callable(field) else _field(field)
+        return self._with("field", getter)
+
+    # -- mapping-like ----------------------------------------------------------------------
+    def __getitem__(self, key: KT) -> WindowSet[KT, VT]:
+        return WindowSet(self, key)
+
+    def __setitem__(self, key: KT, value: Any) -> None:
+        if isinstance(value, WindowSet) and value.table is self and value.key == key:
+            return  # ``table[k] += 1`` assigns the updated WindowSet back: already applied
+        WindowSet(self, key).set(value)
+
+    def items(self) -> Iterator[tuple[tuple[KT, Window], VT]]:
+        """``((key, window), value)`` of every window of the partitions this worker owns."""
+        backend = self.table._backend()
+        for partition in self.table._partitions():
+            for stored, raw in backend.items(self.name, partition):
+                split = split_key(stored)
+                if split is not None:
+                    yield ((self.table.key_codec.loads(split[0]), split[1]),
+                           self.table.value_codec.loads(raw))
+
+    def __repr__(self) -> str:
+        return f"<WindowedTable {self.name} {type(self.spec).__name__.lower()}>"
+
+
+class WindowSet(Generic[KT, VT]):
+    """The windows of one key, as the current event sees them.
+
+    ``+=`` (and the other in-place operators) and :meth:`set` change every window holding
+    the event's time; reads pick one window: :meth:`current` (the event's), :meth:`now`
+    (the wall clock's), :meth:`value` (per ``relative_to``), :meth:`delta`.
+    """
+
+    def __init__(self, table: WindowedTable[KT, VT], key: KT) -> None:
+        self.table = table
+        self.key = key
+
+    # -- the event -------------------------------------------------------------------
+    def _event(self, action: str) -> Event[Any, Any]:
+        event = current_event.get()
+        if event is None:
+            raise TableUsageError(
+                f"windowed table {self.table.name!r}: {action} key {self.key!r} outside an "
+                "event; a window needs the event's time (read committed windows with "
+                f"{self.table.name}.items() instead)")
+        return event
+
+    def _time(self, event: Event[Any, Any]) -> float:
+        return event_time(event, self.table.relative_field)
+
+    def _apply(self, change: Callable[[Any], Any]) -> WindowSet[KT, VT]:
+        event = self._event("writing")
+        t = self._time(event)
+        windowed = self.table
+        runtime = windowed.table._backend()
+        partition = runtime.partition_of(windowed.name, event)
+        key = windowed.table.key_codec.dumps(self.key)
+        open_windows = runtime.window_advance(windowed, partition, t,
+                                              windowed.spec.windows(t))
+        if not open_windows:
+            windowed.late += 1
+            runtime.window_late(windowed, self.key, change, event)
+            return self
+        codec = windowed.table.value_codec
+        for window in open_windows:
+            raw = runtime.get(windowed.name, partition, window_key(key, window))
+            current = codec.loads(raw) if raw is not None else windowed.table._default()
+            runtime.set(windowed.name, partition, window_key(key, window),
+                        codec.dumps(change(current)))
+        return self
+
+    def set(self, value: Any) -> None:
+        """Set the value of every window holding the event's time."""
+        self._apply(lambda _: value)
+
+    def __iadd__(self, other: Any) -> WindowSet[KT, VT]:
+        return self._apply(lambda v: v + other)
+
+    def __isub__(self, other: Any) -> WindowSet[KT, VT]:
+        return self._apply(lambda v: v - other)
+
+    def __imul__(self, other: Any) -> WindowSet[KT, VT]:
+        return self._apply(lambda v: v * other)
+
+    def __itruediv__(self, other: Any) -> WindowSet[KT, VT]:
+        return self._apply(lambda v: v / other)
+
+    def __ior__(self, other: Any) -> WindowSet[KT, VT]:
+        return self._apply(lambda v: v | other)
+
+    # -- reads -------------------------------------------------------------------------
+    def _read(self, t: float, window: Window | None = None) -> Any:
+        event = self._event("reading")
+        windowed = self.table
+        runtime = windowed.table._backend()
+        partition = runtime.partition_of(windowed.name, event)
+        window = window or windowed.spec.current(t)
+        raw = runtime.get(windowed.name, partition,
+                          window_key(windowed.table.key_codec.dumps(self.key), window))
+        if raw is None:
+            return windowed.table._default()
+        return windowed.table.value_codec.loads(raw)
+
+    def current(self) -> Any:
+        """The value in the (newest) window of the current event's time."""
+        return self._read(self._time(self._event("reading")))
+
+    def now(self) -> Any:
+        """The value in the (newest) window of the wall clock's time."""
+        return self._read(self.table.table._backend().clock())
+
+    def value(self) -> Any:
+        """The value per the table's ``relative_to``: the event's time (default, and
+        ``relative_to_field``), the partition's stream time, or now."""
+        mode = self.table.relative_to
+        if mode == "now":
+            return self.now()
+        if mode == "stream":
+            event = self._event("reading")
+            runtime = self.table.table._backend()
+            partition = runtime.partition_of(self.table.name, event)
+            return self._read(runtime.stream_time(self.table.name, partition))
+        return self.current()
+
+    def delta(self, d: Seconds) -> Any:
+        """The value in the window of (the ``value()`` time) minus ``d``."""
+        shift = d.total_seconds() if isinstance(d, timedelta) else float(d)
+        mode = self.table.relative_to
+        runtime = self.table.table._backend()
+        if mode == "now":
+            base = runtime.clock()
+        elif mode == "stream":
+            event = self._event("reading")
+            base = runtime.stream_time(self.table.name,
+                                       runtime.partition_of(self.table.name, event))
+        else:
+            base = self._time(self._event("reading"))
+        return self._read(base - shift)
+
+    def __getitem__(self, window: Window) -> Any:
+        """The value in one given window."""
+        return self._read(window.start, window)
+
+    def __repr__(self) -> str:
+        return f"<WindowSet {self.table.name}[{self.key!r}]>"
+
+
+def _field(name: str) -> Callable[[Any], Any]:
+    def get(value: Any) -> Any:
+        return value[name] if isinstance(value, dict) else getattr(value, name)
+
+    return get
