@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from eoflow._cron import Cron
 from eoflow._serde import Codec
 from eoflow._settings import Guarantee, Settings
 from eoflow._table import Table, TableBackend
 from eoflow._topic import Topic
+from eoflow._windows import Seconds, seconds
 from eoflow.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from eoflow._stream import Stream
 
-__all__ = ["AgentFun", "AgentHandle", "AgentSpec", "App", "RuntimeHooks"]
+__all__ = ["AgentFun", "AgentHandle", "AgentSpec", "App", "RuntimeHooks", "TimerSpec"]
 
 VT = TypeVar("VT")
 #: ``async def agent(stream)``, or an async generator (``yield`` results to its sinks).
@@ -64,6 +66,25 @@ class AgentSpec:
         """The name without its module, as topic names use it (``count`` for
         ``apps.wordcount.count``)."""
         return _topic_safe(self.name.rsplit(".", 1)[-1])
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    """A timer, crontab, task or punctuator as declared."""
+
+    name: str
+    fun: Callable[..., Any]
+    kind: str  # "interval" | "cron" | "task" | "punctuate"
+    interval: float = 0.0
+    cron: Cron | None = None
+    on_leader: bool = False
+    topic: Topic[Any, Any] | None = None
+
+    def next_due(self, now: float, *, first: bool = False) -> float:
+        """When the next run is due, after one at (or, first, a start at) ``now``."""
+        if self.cron is not None:
+            return self.cron.next_after(now)
+        return now + self.interval
 
 
 class AgentHandle:
@@ -122,6 +143,7 @@ class App:
         self.topics: dict[str, Topic[Any, Any]] = {}
         self.agents: dict[str, AgentSpec] = {}
         self.tables: dict[str, Table[Any, Any]] = {}
+        self.timers: list[TimerSpec] = []
         self._runtime: RuntimeHooks | None = None
 
     @property
@@ -182,6 +204,46 @@ class App:
             spec = AgentSpec(agent_name, fun, own, concurrency, sinks)
             self.agents[agent_name] = spec
             return AgentHandle(spec)
+
+        return register
+
+    # -- timers ------------------------------------------------------------------------
+    def timer(self, interval: Seconds, *, on_leader: bool = False,
+              name: str | None = None) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+        """Run ``async def fn()`` every ``interval`` (seconds or a timedelta), inside the
+        transaction of the interval it runs in; ``on_leader`` runs it on one worker only."""
+        every = seconds(interval, "timer interval")
+        return self._timer("interval", name, on_leader, interval=every)
+
+    def crontab(self, cron: str, *, timezone: str | None = None, on_leader: bool = False,
+                name: str | None = None) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+        """Run ``async def fn()`` on a cron schedule (``"*/5 * * * *"``) in ``timezone``."""
+        return self._timer("cron", name, on_leader, cron=Cron(cron, timezone))
+
+    def task(self, fun: Callable[[], Any] | None = None, *, on_leader: bool = False) -> Any:
+        """Run ``async def fn()`` once, when the worker has its first assignment."""
+        decorator = self._timer("task", None, on_leader)
+        return decorator if fun is None else decorator(fun)
+
+    def punctuate(self, topic: Topic[Any, Any], every: Seconds, *,
+                  name: str | None = None) -> Callable[[Callable[[int], Any]], Callable[[int], Any]]:
+        """Run ``async def fn(partition)`` every ``every`` for each assigned partition of
+        ``topic``, with that partition's table context: its table writes are exactly once."""
+        return self._timer("punctuate", name, False, interval=seconds(every, "punctuate every"),
+                           topic=topic)
+
+    def _timer(self, kind: str, name: str | None, on_leader: bool,
+               **options: Any) -> Callable[[Any], Any]:
+        def register(fun: Any) -> Any:
+            if not inspect.iscoroutinefunction(fun):
+                raise ConfigurationError(f"@app.{kind if kind != 'interval' else 'timer'} "
+                                         f"needs an `async def` function, got {fun!r}")
+            timer_name = name or f"{fun.__module__}.{fun.__qualname__}"
+            if any(t.name == timer_name for t in self.timers):
+                raise ConfigurationError(f"{kind} {timer_name!r} is declared twice")
+            self.timers.append(TimerSpec(timer_name, fun, kind, on_leader=on_leader,
+                                         **options))
+            return fun
 
         return register
 

@@ -247,9 +247,22 @@ class TestDriver:
         return self.broker.append(None, 0, topic, partition,
                                   [(key_bytes, value_bytes, stamp, tuple(headers))])
 
-    def advance(self, seconds: float) -> None:
-        """Move the clock (record timestamps, windows ``now()``, timers)."""
+    async def advance(self, seconds: float, *, timeout: float = 10.0) -> None:
+        """Move the clock (record timestamps, windows' ``now()``, timers); then wait until
+        the timers that came due have run and everything is committed."""
         self.clock.advance(seconds)
+        timers = self.worker.timers if self.worker is not None else None
+        if timers is None:
+            return
+        deadline = time.monotonic() + timeout
+        last, quiet = -1, 0
+        while quiet < 3:  # no new run for three polls in a row (the timer loop polls at 5 ms)
+            await asyncio.sleep(0.01)
+            quiet = quiet + 1 if timers.runs == last else 0
+            last = timers.runs
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timers still running after {timeout}s")
+        await self.settle(timeout)
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until every record of every topic the app consumes is processed and its

@@ -85,6 +85,7 @@ class AgentSupervisor:
             instance.stream = source
             try:
                 await _drive(instance.spec, Stream(source))
+                await source.run_deferred()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -111,10 +112,11 @@ class AgentSupervisor:
         if self._feeder_task is not None and not self._feeder_task.done():
             tasks.append(self._feeder_task)
         self._feeder_task = None
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        while tasks:  # again if one swallowed it (asyncio.wait_for can, in Python 3.11)
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=1.0)
+            tasks = [t for t in tasks if not t.done()]
         for instance in self._all():
             instance.task = None
             if instance.stream is not None:

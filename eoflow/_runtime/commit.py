@@ -158,7 +158,8 @@ class Committer:
         t1 = time.monotonic()
         remaining = interval.started + self.settings.transaction_timeout - t1
         try:
-            await asyncio.wait_for(self._commit_steps(interval), max(remaining, 0.001))
+            async with asyncio.timeout(max(remaining, 0.001)):
+                await self._commit_steps(interval)
         except TimeoutError:
             raise TransactionAbortedError(
                 f"the commit did not finish within transaction_timeout="
@@ -340,8 +341,9 @@ class Committer:
         delay = 0.2
         while True:
             try:
-                await asyncio.wait_for(step(), max(STEP_TIMEOUT,
-                                                   self.settings.transaction_timeout + 5))
+                async with asyncio.timeout(max(STEP_TIMEOUT,
+                                               self.settings.transaction_timeout + 5)):
+                    await step()
                 return
             except ProducerFencedError:
                 raise

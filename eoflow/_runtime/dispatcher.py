@@ -120,6 +120,19 @@ class Dispatcher:
         async with self._busy:
             pass
 
+    async def admit(self) -> int:
+        """Wait until the open interval takes work (dispatch open), then hold a place in
+        it: the barrier waits until :meth:`InFlight.unhold` with the returned token."""
+        while not self._gate.is_set():
+            await self._gate.wait()
+        token = self._supervisor.in_flight.hold()
+        try:
+            await self._begin()  # a participant's table writes need an open interval too
+        except BaseException:
+            self._supervisor.in_flight.unhold(token)
+            raise
+        return token
+
     def take_offsets(self) -> dict[TopicPartition, int]:
         """The next offset of every partition dispatched to since the last call (the
         barrier takes them: they belong to the interval being committed)."""

@@ -111,6 +111,9 @@ class Sender:
         """
         stream, event = current_stream.get(), current_event.get()
         stamp = None if timestamp is None else int(timestamp * 1000)
+        if stream is not None and event is None and stream.participating():
+            await self._participant_send(stream, topic, key, value, partition, headers, stamp)
+            return
         if stream is None or event is None:
             async with self._lock:
                 await self._send(topic, key, value, partition, headers, None, stamp)
@@ -126,6 +129,21 @@ class Sender:
         token = self._in_flight.hold()
         try:
             await self._send(topic, key, value, partition, headers, source, stamp)
+        finally:
+            self._in_flight.unhold(token)
+
+    async def _participant_send(self, scope: Source, topic: str, key: bytes | None,
+                                value: bytes | None, partition: int | None,
+                                headers: Sequence[tuple[str, bytes]] | None,
+                                stamp: int | None) -> None:
+        """A timer's send: its run holds a place in the interval, so no lock is needed;
+        a task it spawned holds one more until the send returns."""
+        if asyncio.current_task() is scope.task:
+            await self._send(topic, key, value, partition, headers, None, stamp)
+            return
+        token = self._in_flight.hold()
+        try:
+            await self._send(topic, key, value, partition, headers, None, stamp)
         finally:
             self._in_flight.unhold(token)
 

@@ -71,7 +71,8 @@ async def _plan(app: App, spec: AgentSpec) -> Plan:
 async def _learn_hops(spec: AgentSpec) -> tuple[Hop, ...]:
     source, stream = probe(spec.name)
     try:
-        await asyncio.wait_for(_run_until_first_step(spec, stream), DISCOVERY_TIMEOUT)
+        async with asyncio.timeout(DISCOVERY_TIMEOUT):
+            await _run_until_first_step(spec, stream)
     except Discovered:
         return source.found_hops
     except TimeoutError:

@@ -28,6 +28,7 @@ from .poison import PoisonLedger
 from .rebalance import RebalanceHandler
 from .sender import Sender
 from .tables import TableManager
+from .timers import Timers
 from .topology import Plan, discover
 
 __all__ = ["Worker", "load_instance_id"]
@@ -85,6 +86,7 @@ class Worker:
         self._transport = transport
         self.committer: Committer | None = None
         self.rebalance: RebalanceHandler | None = None
+        self.timers: Timers | None = None
         self._tables: TableManager | None = None
         self._sender: Sender | None = None
         self._dispatcher: Dispatcher | None = None
@@ -145,7 +147,7 @@ class Worker:
 
         tables = self._tables = TableManager(
             settings, self.app.tables, topics.partitions, topics.max_bytes,
-            topics.delete_retention, transport.changelog_reader, failed)
+            topics.delete_retention, transport.changelog_reader, failed, self.clock)
         sender = self._sender = Sender(settings, producer, Partitioner(topics.partitions),
                                        topics.max_bytes, lock, in_flight, failed)
         specs = [spec for plan in plans for spec in plan.specs]
@@ -160,6 +162,10 @@ class Worker:
         failures.append(self.committer)
         self.rebalance = RebalanceHandler(self.committer, dispatcher, tables, consumer,
                                           self._spawn)
+        self.timers = Timers(self.app.timers, clock=self.clock, admit=dispatcher.admit,
+                             in_flight=in_flight, failed=failed,
+                             assignment=consumer.assignment,
+                             leader_topic=self.consumed[0] if self.consumed else None)
         consumer.subscribe(dispatcher.topics, self.rebalance)
         self.app._runtime = _Runtime(sender, tables)
         return dispatcher, supervisor
@@ -178,8 +184,9 @@ class Worker:
                 await consumer.start()  # assignments may start tasks from here on
                 self.state.to(WorkerState.RUNNING)
                 supervisor.start(group, lambda: dispatcher.run(consumer))
-                await self._control_loop()
-                assert self.rebalance is not None
+                assert self.timers is not None and self.rebalance is not None
+                timers = group.create_task(self.timers.run(), name="timers")
+                await self._control_loop(timers)
                 await self.rebalance.close()
                 await supervisor.cancel()
         except BaseExceptionGroup as group_error:
@@ -187,7 +194,7 @@ class Worker:
         finally:
             self._group = None
 
-    async def _control_loop(self) -> None:
+    async def _control_loop(self, timers: asyncio.Task[None]) -> None:
         """Commit every ``commit_interval``; abort on failure; final commit on stop."""
         committer, dispatcher, rebalance = self.committer, self._dispatcher, self.rebalance
         assert committer is not None and dispatcher is not None and rebalance is not None
@@ -197,6 +204,8 @@ class Worker:
                 raise committer.fatal
             if stopping:
                 await rebalance.close()  # an assignment still restoring stops here
+                timers.cancel()
+                await asyncio.gather(timers, return_exceptions=True)
             async with committer.lock:
                 if stopping:  # the final commit must not reopen dispatch behind it
                     dispatcher.hold()

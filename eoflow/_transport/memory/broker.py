@@ -141,8 +141,11 @@ class MemoryBroker:
     async def wait_changed(self, timeout: float) -> None:
         self.expire_transactions()
         event = self._changed
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+        # arrives as the wait ends, and the cancelled dispatcher would run on.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
 
     # -- faults --------------------------------------------------------------------
     def inject(self, op: str, error: BaseException, *, times: int = 1,
