@@ -225,8 +225,8 @@ class App:
         decorator = self._timer("task", None, on_leader)
         return decorator if fun is None else decorator(fun)
 
-    def punctuate(self, topic: Topic[Any, Any], every: Seconds, *,
-                  name: str | None = None) -> Callable[[Callable[[int], Any]], Callable[[int], Any]]:
+    def punctuate(self, topic: Topic[Any, Any], every: Seconds, *, name: str | None = None
+                  ) -> Callable[[Callable[[int], Any]], Callable[[int], Any]]:
         """Run ``async def fn(partition)`` every ``every`` for each assigned partition of
         ``topic``, with that partition's table context: its table writes are exactly once."""
         return self._timer("punctuate", name, False, interval=seconds(every, "punctuate every"),

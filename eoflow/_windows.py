@@ -136,7 +136,7 @@ def split_key(stored: bytes) -> tuple[bytes, Window] | None:
 
 
 def _ms(t: float) -> int:
-    return max(int(round(t * 1000)), 0)
+    return max(round(t * 1000), 0)
 
 
 def event_time(event: Event[Any, Any], field: Callable[[Any], Any] | None) -> float:

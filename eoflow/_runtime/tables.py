@@ -167,7 +167,7 @@ class TableManager:
         and expiring what the move passed runs at the end of the event, inside it."""
         overlay = self._overlay(windowed.name, partition)
         before = self._stream_time_ms(overlay)
-        now = int(round(t * 1000))
+        now = round(t * 1000)
         if before is None or now > before:
             self._check_writer(windowed.name, STREAM_TIME_KEY)
             overlay.set(STREAM_TIME_KEY, str(now).encode())
