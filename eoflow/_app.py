@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from eoflow._cron import Cron
 from eoflow._serde import Codec
 from eoflow._settings import Guarantee, Settings
-from eoflow._table import Table, TableBackend
+from eoflow._table import GlobalTable, SetTable, Table, TableBackend
 from eoflow._topic import Topic
 from eoflow._windows import Seconds, seconds
 from eoflow.errors import ConfigurationError
@@ -263,6 +263,24 @@ class App:
         table: Table[Any, VT] = Table(
             self, name, default=default, partitions=partitions, store=store,
             key_serializer=key_serializer, value_serializer=value_serializer)
+        self.tables[name] = table
+        return table
+
+    def GlobalTable(self, name: str, **options: Any) -> GlobalTable[Any, Any]:
+        """Declare a table every worker reads whole (see :class:`eoflow.GlobalTable`);
+        the same options as :meth:`Table`."""
+        table: GlobalTable[Any, Any] = self._declare_table(GlobalTable, name, options)
+        return table
+
+    def SetTable(self, name: str, **options: Any) -> SetTable[Any]:
+        """Declare a table whose values are sets (see :class:`eoflow.SetTable`)."""
+        table: SetTable[Any] = self._declare_table(SetTable, name, options)
+        return table
+
+    def _declare_table(self, kind: Any, name: str, options: dict[str, Any]) -> Any:
+        if name in self.tables:
+            raise ConfigurationError(f"table {name!r} is declared twice")
+        table = kind(self, name, **options)
         self.tables[name] = table
         return table
 

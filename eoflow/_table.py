@@ -26,7 +26,7 @@ from eoflow.errors import ConfigurationError, TableUsageError
 if TYPE_CHECKING:
     from eoflow._app import App
 
-__all__ = ["Table", "TableBackend"]
+__all__ = ["GlobalTable", "ManagedSet", "SetTable", "Table", "TableBackend"]
 
 KT = TypeVar("KT")
 VT = TypeVar("VT")
@@ -63,6 +63,12 @@ class TableBackend(Protocol):
 
     def partitions(self, table: str) -> list[int]: ...
 
+    def global_get(self, table: str, key: bytes) -> bytes | None:
+        """A global table's value: this interval's own write, else the committed view."""
+        ...
+
+    def global_items(self, table: str) -> Iterator[tuple[bytes, bytes]]: ...
+
     def items(self, table: str, partition: int) -> Iterator[tuple[bytes, bytes]]: ...
 
 
@@ -72,6 +78,8 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
     A write belongs to the transaction of the event being processed, so writes happen
     only there. Outside an event, ``table.partition(3)`` reads one partition.
     """
+
+    global_: bool = False
 
     def __init__(
         self,
@@ -98,6 +106,8 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         self._fixed_partition: int | None = None
         #: Called with ``(key, window, value)`` when a window closes (windowed tables).
         self.on_window_close = on_window_close
+        #: Every worker reads all of it (:class:`GlobalTable`).
+        self.global_ = type(self).global_
         #: Set by :meth:`tumbling` / :meth:`hopping`: the table holds per-window values.
         self.windowed: WindowedTable[KT, VT] | None = None
 
@@ -229,3 +239,125 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
 
     def __repr__(self) -> str:
         return f"<Table {self.name}>"
+
+
+class GlobalTable(Table[KT, VT]):
+    """A table every worker reads whole, from anywhere; written like a :class:`Table`.
+
+    Reads (``gt[key]``, ``in``, ``items()``, ``len()``) see the *committed* contents of
+    every partition at some point in time, kept current in the background, plus this
+    interval's own writes to the event's partition. Writes go to the event's partition
+    and commit with its transaction (exactly once), so the table must be co-partitioned
+    with the topics of the agents that write it.
+    """
+
+    global_ = True
+
+    def _lookup(self, key: KT) -> bytes | None:
+        return self._backend().global_get(self.name, self.key_codec.dumps(key))
+
+    def __getitem__(self, key: KT) -> VT:
+        raw = self._lookup(key)
+        if raw is not None:
+            return self.value_codec.loads(raw)  # type: ignore[no-any-return]
+        if self.default is not None:
+            return self.default()
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return self._lookup(key) is not None  # type: ignore[arg-type]
+
+    def items(self) -> Iterator[tuple[KT, VT]]:  # type: ignore[override]
+        for key, raw in self._backend().global_items(self.name):
+            yield self.key_codec.loads(key), self.value_codec.loads(raw)
+
+    def __repr__(self) -> str:
+        return f"<GlobalTable {self.name}>"
+
+
+class SetTable(Table[KT, Any]):
+    """A table of sets: ``tags[user].add("vip")``, ``tags[user] |= {"a", "b"}``,
+    ``"vip" in tags[user]``. Each change writes the key's whole set (a JSON list)."""
+
+    def __getitem__(self, key: KT) -> ManagedSet:
+        return ManagedSet(self, key)
+
+    def __setitem__(self, key: KT, value: Any) -> None:
+        if isinstance(value, ManagedSet) and value.table is self and value.key == key:
+            return  # ``table[k] |= ...`` assigns the updated view back: already written
+        Table.__setitem__(self, key, sorted(set(value), key=repr))
+
+    def _members(self, key: KT) -> set[Any]:
+        try:
+            stored = Table.__getitem__(self, key)
+        except KeyError:
+            return set()
+        return set(stored) if stored else set()
+
+    def _store(self, key: KT, members: set[Any]) -> None:
+        if members:
+            Table.__setitem__(self, key, sorted(members, key=repr))
+        elif Table.__contains__(self, key):
+            Table.__delitem__(self, key)
+
+    def __repr__(self) -> str:
+        return f"<SetTable {self.name}>"
+
+
+class ManagedSet:
+    """The set of one key of a :class:`SetTable`; changes are written back at once."""
+
+    def __init__(self, table: SetTable[Any], key: Any) -> None:
+        self.table = table
+        self.key = key
+
+    def _change(self, change: Callable[[set[Any]], None]) -> ManagedSet:
+        members = self.table._members(self.key)
+        change(members)
+        self.table._store(self.key, members)
+        return self
+
+    def add(self, member: Any) -> None:
+        self._change(lambda s: s.add(member))
+
+    def discard(self, member: Any) -> None:
+        self._change(lambda s: s.discard(member))
+
+    def remove(self, member: Any) -> None:
+        if member not in self:
+            raise KeyError(member)
+        self.discard(member)
+
+    def update(self, *others: Any) -> None:
+        self._change(lambda s: s.update(*others))
+
+    def difference_update(self, *others: Any) -> None:
+        self._change(lambda s: s.difference_update(*others))
+
+    def clear(self) -> None:
+        self._change(lambda s: s.clear())
+
+    def __ior__(self, other: Any) -> ManagedSet:
+        return self._change(lambda s: s.update(other))
+
+    def __isub__(self, other: Any) -> ManagedSet:
+        return self._change(lambda s: s.difference_update(other))
+
+    def __contains__(self, member: object) -> bool:
+        return member in self.table._members(self.key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.table._members(self.key))
+
+    def __len__(self) -> int:
+        return len(self.table._members(self.key))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ManagedSet):
+            other = set(other)
+        return self.table._members(self.key) == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ManagedSet({self.table._members(self.key)!r})"

@@ -127,6 +127,7 @@ class RebalanceHandler:
         offsets = await self._consumer.committed_offsets(
             partitions, timeout=settings.transaction_timeout + 30.0)
         await self._tables.assign(partitions)
+        await self._tables.views_ready()
         async with self._committer.lock:
             self._committer.committed = dict(offsets)
             self._dispatcher.forget(partitions)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from eoflow._runtime.globals import GlobalView
 from eoflow._settings import Settings
 from eoflow._state import (
     MemoryPartitionStore,
@@ -91,6 +92,9 @@ class TableManager:
         self._clock = clock
         self._overlays: dict[tuple[str, int], Overlay] = {}
         self._usable: set[tuple[str, str]] = set()  # (table, topic) pairs checked
+        #: The committed views of the global tables (every partition).
+        self.views = {name: GlobalView(name, self._changelogs[name], self._counts[name], reader)
+                      for name, table in tables.items() if table.global_}
 
     # -- TableBackend ---------------------------------------------------------------
     def partition_of(self, table: str, event: Event[Any, Any]) -> int:
@@ -147,6 +151,24 @@ class TableManager:
 
     def partitions(self, table: str) -> list[int]:
         return sorted(p for (t, p) in self._overlays if t == table)
+
+    def global_get(self, table: str, key: bytes) -> bytes | None:
+        event = current_event.get()
+        if event is not None and self._topic_counts.get(event.topic) == self._counts[table]:
+            overlay = self._overlays.get((table, event.partition))
+            if overlay is not None:
+                written, value = overlay.pending(key)
+                if written:
+                    return value
+        return self.views[table].get(key)
+
+    def global_items(self, table: str) -> Iterator[tuple[bytes, bytes]]:
+        return self.views[table].items()
+
+    async def views_ready(self) -> None:
+        """Until every global table has read its changelog once (dispatch waits)."""
+        for view in self.views.values():
+            await view.ready.wait()
 
     # -- windowed tables (see eoflow._windows) ---------------------------------------------
     def clock(self) -> float:

@@ -186,8 +186,13 @@ class Worker:
                 supervisor.start(group, lambda: dispatcher.run(consumer))
                 assert self.timers is not None and self.rebalance is not None
                 timers = group.create_task(self.timers.run(), name="timers")
+                assert self._tables is not None
+                views = [group.create_task(view.run(), name=f"global-{name}")
+                         for name, view in self._tables.views.items()]
                 await self._control_loop(timers)
                 await self.rebalance.close()
+                for view in views:
+                    view.cancel()
                 await supervisor.cancel()
         except BaseExceptionGroup as group_error:
             raise _first_cause(group_error) from group_error

@@ -74,6 +74,13 @@ class Overlay:
         """Highest changelog offset noted this interval, or None."""
         return self._last_offset
 
+    def pending(self, key: bytes) -> tuple[bool, bytes | None]:
+        """``(True, value or None if deleted)`` for a key written this interval."""
+        found = self._pending.get(key)
+        if found is None:
+            return False, None
+        return True, None if isinstance(found, _Tombstone) else found
+
     def get(self, key: bytes) -> bytes | None:
         """The value as this transaction sees it: pending write, else committed value."""
         pending = self._pending.get(key)

@@ -243,3 +243,62 @@ async def test_an_agent_that_builds_another_stream_after_a_restart_is_stopped() 
         async with TestDriver(app) as driver:
             await driver.send("in", 1)
             await driver.settle()
+
+
+async def test_a_global_table_is_read_whole_by_every_agent_and_written_exactly_once() -> None:
+    app = app_with("gt")
+    prices = app.topic("prices", partitions=3, key_serializer="str")
+    orders = app.topic("orders", partitions=2)
+    out = app.topic("out", partitions=1)
+    catalog = app.GlobalTable("catalog", partitions=3)
+
+    @app.agent(prices)
+    async def set_price(stream: eoflow.Stream[str, Any]) -> None:
+        async for sku, price in stream.items():
+            catalog[sku] = price
+            assert catalog[sku] == price  # read-your-writes within the interval
+
+    @app.agent(orders)
+    async def price_order(stream: eoflow.Stream[Any, dict[str, Any]]) -> None:
+        async for order in stream:  # another topic, another partition count: reads only
+            await out.send(value={"sku": order["sku"], "price": catalog.get(order["sku"])})
+
+    async with TestDriver(app) as driver:
+        for sku, price in [("apple", 1), ("pear", 2), ("plum", 3)]:
+            await driver.send("prices", price, key=sku)
+        await driver.settle()
+        await driver.crash()  # the restart restores the view from the changelog
+        assert driver.worker is not None and driver.worker._tables is not None
+        view = driver.worker._tables.views["catalog"]
+        assert dict(view.items()) == {b'"apple"': b"1", b'"pear"': b"2", b'"plum"': b"3"}
+        await driver.send("orders", {"sku": "pear"})
+        await driver.send("orders", {"sku": "kiwi"})
+        await driver.settle()
+        assert sorted(driver.values("out"), key=str) == sorted(
+            [{"sku": "pear", "price": 2}, {"sku": "kiwi", "price": None}], key=str)
+        assert sorted(dict(catalog.items())) == ["apple", "pear", "plum"]
+
+
+async def test_a_set_table_keeps_sets_per_key() -> None:
+    app = app_with("st")
+    tags = app.topic("tags", partitions=1, key_serializer="str")
+    seen = app.SetTable("seen", partitions=1)
+
+    @app.agent(tags)
+    async def collect(stream: eoflow.Stream[str, Any]) -> None:
+        async for user, change in stream.items():
+            if change["op"] == "add":
+                seen[user].add(change["tag"])
+            elif change["op"] == "many":
+                seen[user] |= set(change["tags"])
+            else:
+                seen[user].discard(change["tag"])
+
+    async with TestDriver(app) as driver:
+        for change in [{"op": "add", "tag": "vip"}, {"op": "many", "tags": ["a", "b"]},
+                       {"op": "drop", "tag": "a"}]:
+            await driver.send("tags", change, key="ann")
+        await driver.send("tags", {"op": "add", "tag": "x"}, key="bob")
+        await driver.send("tags", {"op": "drop", "tag": "x"}, key="bob")
+        await driver.settle()
+        assert {k: set(v) for k, v in driver.table("seen").items()} == {"ann": {"vip", "b"}}
