@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +81,17 @@ async def _run_until_signal(runner: Any) -> None:
 @click.argument("topic")
 @click.argument("value")
 @click.option("--key", help="record key (UTF-8)")
+@click.option("--partition", type=int, help="partition (default: hash of the key)")
+@click.option("--header", "headers", multiple=True, metavar="NAME=VALUE",
+              help="a record header (repeatable)")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="send the record this many times")
 @click.option("-A", "--app", "app_spec", help="take broker and serializers from this app")
 @click.option("--broker", help="kafka://host:port")
-def send(topic: str, value: str, key: str | None, app_spec: str | None,
+def send(topic: str, value: str, key: str | None, partition: int | None,
+         headers: tuple[str, ...], repeat: int, app_spec: str | None,
          broker: str | None) -> None:
-    """Produce one record to TOPIC (for demos and debugging)."""
+    """Produce a record to TOPIC (for demos and debugging)."""
     from eoflow._settings import parse_broker
     from eoflow._tools import send_one
 
@@ -92,15 +99,58 @@ def send(topic: str, value: str, key: str | None, app_spec: str | None,
     bootstrap = broker or os.environ.get("EOFLOW_BROKER") or (
         app.settings.broker if app else "kafka://127.0.0.1:9092")
     topic_obj = app.topics.get(topic) if app else None
+    header_list = [_header(h) for h in headers]
     try:
         if topic_obj is not None:
             key_bytes, value_bytes = topic_obj.encode(key, _json_or_str(value))
         else:
             key_bytes, value_bytes = (key.encode() if key else None), value.encode()
-        meta = asyncio.run(send_one(parse_broker(bootstrap), topic, key_bytes, value_bytes))
+        for _ in range(repeat):
+            meta = asyncio.run(send_one(parse_broker(bootstrap), topic, key_bytes,
+                                        value_bytes, partition=partition,
+                                        headers=header_list or None))
+            click.echo(f"sent to {topic}[{meta[0]}]@{meta[1]}")
     except EoflowError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"sent to {topic}[{meta[0]}]@{meta[1]}")
+
+
+def _header(text: str) -> tuple[str, bytes]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise click.BadParameter(f"header {text!r}: use NAME=VALUE")
+    return name, value.encode()
+
+
+@main.command()
+@click.option("-A", "--app", "app_spec", required=True, help="module[:attribute] of the App")
+def agents(app_spec: str) -> None:
+    """List the app's agents: name, topics, concurrency, sinks."""
+    app = load_app(app_spec)
+    for spec in app.agents.values():
+        topics = ", ".join(n for t in spec.topics for n in t.names)
+        sinks = ", ".join(getattr(s, "name", None) or repr(s) for s in spec.sink)
+        click.echo(f"{spec.name}\ttopics: {topics}\tconcurrency: {spec.concurrency}"
+                   + (f"\tsink: {sinks}" if sinks else ""))
+    for timer in app.timers:
+        click.echo(f"{timer.name}\t{timer.kind}"
+                   + (f" every {timer.interval:g}s" if timer.interval else "")
+                   + (f" {timer.cron.expression!r}" if timer.cron else ""))
+
+
+@main.command()
+@click.option("-A", "--app", "app_spec", required=True, help="module[:attribute] of the App")
+def tables(app_spec: str) -> None:
+    """List the app's tables: name, kind, changelog topic, window."""
+    app = load_app(app_spec)
+    for table in app.tables.values():
+        kind = type(table).__name__
+        window = table.windowed
+        described = "" if window is None else (
+            f"\t{type(window.spec).__name__.lower()} size={window.spec.size:g}s "
+            f"step={window.spec.step:g}s grace={window.grace:g}s "
+            f"expires={window.expires:g}s")
+        click.echo(f"{table.name}\t{kind}\tchangelog: "
+                   f"{app.settings.changelog_topic(table.name)}{described}")
 
 
 def _json_or_str(value: str) -> Any:
@@ -130,10 +180,13 @@ def table_get(app_spec: str, table_name: str, key: str, datadir: str | None,
     app = load_app(app_spec)
     tbl = _table(app, table_name)
     contents = _read(app, tbl, datadir, from_changelog, broker)
-    wanted = tbl.key_codec.dumps(_json_or_str(key) if tbl.key_codec.name == "json" else key)
-    if wanted not in contents:
+    wanted = _json_or_str(key) if tbl.key_codec.name == "json" else key
+    found = [(k, v) for k, v in _decoded(tbl, contents)
+             if (k[0] if tbl.windowed is not None else k) == wanted]
+    if not found:
         raise click.ClickException(f"key {key!r} not found in table {table_name!r}")
-    click.echo(contents[wanted].decode(errors="replace"))
+    for k, v in found:
+        click.echo(_show(tbl, k, v) if tbl.windowed is not None else _value(v))
 
 
 @table.command("dump")
@@ -148,8 +201,38 @@ def table_dump(app_spec: str, table_name: str, datadir: str | None, from_changel
     app = load_app(app_spec)
     tbl = _table(app, table_name)
     contents = _read(app, tbl, datadir, from_changelog, broker)
-    for key, value in sorted(contents.items()):
-        click.echo(f"{key.decode(errors='replace')}\t{value.decode(errors='replace')}")
+    if tbl.windowed is None:
+        for key, value in sorted(contents.items()):
+            click.echo(f"{key.decode(errors='replace')}\t{value.decode(errors='replace')}")
+        return
+    for k, v in sorted(_decoded(tbl, contents), key=lambda kv: (repr(kv[0][0]), kv[0][1])):
+        click.echo(_show(tbl, k, v))
+
+
+def _decoded(tbl: Any, contents: dict[bytes, bytes]) -> list[tuple[Any, Any]]:
+    decoded = (tbl.decode_changelog(k, v) for k, v in contents.items())
+    return [d for d in decoded if d is not None]
+
+
+def _value(value: Any) -> str:
+    import json
+
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def _show(tbl: Any, key: Any, value: Any) -> str:
+    """A windowed table's entry: key, window bounds in UTC, value."""
+    from datetime import datetime
+
+    user_key, window = key
+
+    def stamp(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+    import json
+
+    return (f"{json.dumps(user_key)}\t[{stamp(window.start)}, {stamp(window.end)})\t"
+            f"{_value(value)}")
 
 
 def _read(app: App, tbl: Any, datadir: str | None, from_changelog: bool,
