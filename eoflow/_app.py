@@ -106,6 +106,14 @@ class AgentHandle:
         """Faust's name for a send that expects no reply: the same as :meth:`send`."""
         await self.send(key=key, value=value, **options)
 
+    def test_context(self, **options: Any) -> Any:
+        """Faust's ``agent.test_context()``: run the app on the broker-less test driver and
+        feed this agent with ``await ctx.put(value, key=...)`` (see
+        :class:`eoflow.testing.AgentTestContext`); ``options`` go to the driver."""
+        from eoflow._driver import AgentTestContext
+
+        return AgentTestContext(self, **options)
+
     def __call__(self, stream: Stream[Any, Any]) -> Any:
         return self.spec.fun(stream)
 

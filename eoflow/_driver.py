@@ -42,7 +42,7 @@ from eoflow._transport.batching import default_partition
 from eoflow._transport.memory import Killed, MemoryBroker, MemoryTransport
 from eoflow.errors import ConfigurationError
 
-__all__ = ["Crashed", "ManualClock", "Output", "TestDriver"]
+__all__ = ["AgentTestContext", "Crashed", "ManualClock", "Output", "TestDriver"]
 
 
 class Crashed(BaseException):
@@ -347,3 +347,61 @@ class TestDriver:
                 f"{sorted(self.app.topics)}); declare it with app.topic(...)")
         return spec
 
+
+
+class AgentTestContext:
+    """Faust's ``agent.test_context()``: the app on the driver, fed through one agent.
+
+    ``await ctx.put(value, key=...)`` sends to the agent's topic, waits until it is
+    processed and committed, and returns the input record (with its offset);
+    ``ctx.results[offset]`` is what a yielding agent yielded for that input.
+    """
+
+    def __init__(self, agent: Any, **options: Any) -> None:
+        self.agent = agent
+        self.driver = TestDriver(agent.spec.topics[0].app, **options)
+        self.results: dict[int, list[Any]] = {}
+        self._original: Any = None
+
+    async def __aenter__(self) -> AgentTestContext:
+        from dataclasses import replace
+
+        from eoflow._stream import current_event
+
+        app, spec = self.driver.app, self.agent.spec
+        results = self.results
+
+        def record(item: Any) -> None:
+            event = current_event.get()
+            if event is not None:
+                results.setdefault(event.offset, []).append(item)
+
+        self._original = spec
+        app.agents[spec.name] = replace(spec, sink=(*spec.sink, record))
+        try:
+            await self.driver.start()
+        except BaseException:
+            app.agents[spec.name] = spec
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.driver.stop()
+        finally:
+            self.driver.app.agents[self._original.name] = self._original
+            if self.driver._tmp is not None:
+                self.driver._tmp.cleanup()
+
+    async def put(self, value: Any = None, *, key: Any = None, partition: int | None = None,
+                  timestamp: float | None = None,
+                  headers: Sequence[tuple[str, bytes]] = ()) -> Output:
+        """Send one record to the agent's topic; return it once processed and committed."""
+        topic = self.agent.spec.topics[0].name
+        offset = await self.driver.send(topic, value, key=key, partition=partition,
+                                        timestamp=timestamp, headers=headers)
+        await self.driver.settle()
+        for out in self.driver.outputs(topic):
+            if out.offset == offset and (partition is None or out.partition == partition):
+                return out
+        raise RuntimeError(f"the record sent to {topic} at offset {offset} was not found")

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from eoflow._app import App
-from eoflow._driver import Crashed, ManualClock, Output, TestDriver
+from eoflow._driver import AgentTestContext, Crashed, ManualClock, Output, TestDriver
 from eoflow._runtime.worker import Worker
 from eoflow._settings import Settings
 from eoflow._state import PartitionStore, RestoreStats, restore
@@ -38,7 +38,7 @@ from eoflow._transport.kit import (
     tail,
 )
 
-__all__ = ["Crashed", "ManualClock", "Output", "Record", "TestDriver", "TopicRead",
+__all__ = ["AgentTestContext", "Crashed", "ManualClock", "Output", "Record", "TestDriver", "TopicRead",
            "create_topics", "delete_topics", "produce",
            "read_changelog", "read_committed", "read_topic", "restore_partition", "running",
            "send_one", "tail", "wait_for_records"]

@@ -125,3 +125,29 @@ async def test_a_new_instance_waits_out_the_dead_ones_transaction() -> None:
         await driver.send("lines", LINES[2])
         await driver.settle(timeout=15)
         assert driver.table("counts") == expected(LINES)
+
+
+async def test_faust_style_test_context_feeds_one_agent_and_keeps_its_results() -> None:
+    app = eoflow.App("adder")
+    numbers = app.topic("numbers", partitions=1)
+    sums = app.topic("sums", partitions=1)
+
+    @app.agent(numbers, sink=[sums])
+    async def add(stream: eoflow.Stream[Any, dict[str, int]]) -> Any:
+        async for pair in stream:
+            yield pair["a"] + pair["b"]
+
+    async with add.test_context() as agent:
+        event = await agent.put({"a": 4, "b": 4})
+        assert agent.results[event.offset] == [8]
+        event = await agent.put({"a": 1, "b": 2})
+        assert agent.results[event.offset] == [3]
+        assert agent.driver.values("sums") == [8, 3]
+    assert app.agents[add.spec.name].sink == (sums,)  # the recorder is gone afterwards
+
+
+async def test_the_pytest_fixture_starts_and_stops_drivers(eoflow_driver: Any) -> None:
+    driver = await eoflow_driver(wordcount())
+    await driver.send("lines", "hello hello")
+    await driver.settle()
+    assert driver.table("counts") == {"hello": 2}
