@@ -38,10 +38,12 @@ from eoflow._transport.kit import (
     tail,
 )
 
-__all__ = ["AgentTestContext", "Crashed", "ManualClock", "Output", "Record", "TestDriver", "TopicRead",
-           "create_topics", "delete_topics", "produce",
-           "read_changelog", "read_committed", "read_topic", "restore_partition", "running",
-           "send_one", "tail", "wait_for_records"]
+__all__ = [
+    "AgentTestContext", "Crashed", "ManualClock", "Output", "Record", "TestDriver",
+    "TopicRead", "create_topics", "delete_topics", "produce", "read_changelog",
+    "read_committed", "read_topic", "restore_partition", "running", "send_one", "tail",
+    "wait_for_records",
+]
 
 
 @contextlib.asynccontextmanager
