@@ -21,8 +21,8 @@ tags[2]``) on its way up; the public entry points turn it into ``SerializationEr
 
 from __future__ import annotations
 
+import ast
 import base64
-import binascii
 import contextlib
 import copy
 import dataclasses
@@ -33,8 +33,8 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any, Self, TypeVar, dataclass_transform
 from uuid import UUID
 
@@ -132,96 +132,67 @@ def _bool(value: Any) -> Any:
     raise _expected("true or false", value)
 
 
-def _enc_bytes(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(value).decode("ascii")
-    raise _expected("bytes", value)
+def _textual(kind: type | tuple[type, ...], name: str, what: str, to_text: Callable[[Any], str],
+             parse: Callable[[str], Any],
+             exclude: type = types.NoneType) -> tuple[Encoder, Decoder]:
+    """A type JSON carries as a string: ``to_text`` on the way out, ``parse`` on the way in.
+    Values already of the type are taken as they are (``from_data`` of typed values)."""
+    def encode(value: Any) -> Any:
+        if isinstance(value, kind) and not isinstance(value, exclude):
+            return to_text(value)
+        raise _expected(name, value)
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse(value)
+            except (ValueError, ArithmeticError, SyntaxError):  # InvalidOperation too
+                raise _Invalid(f"not {what}: {value!r:.60}") from None
+        if isinstance(value, kind) and not isinstance(value, exclude):
+            return value
+        raise _expected(f"{what} string", value)
+    return encode, decode
 
 
-def _dec_bytes(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
-        except binascii.Error:
-            raise _Invalid(f"not base64: {value!r:.60}") from None
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    raise _expected("a base64 string", value)
+def _parse_date(text: str) -> date:
+    if len(text) <= 10:
+        return date.fromisoformat(text)
+    at = datetime.fromisoformat(text)  # Faust writes a date as a datetime at midnight
+    if at.time() != time() or at.utcoffset():
+        raise ValueError(text)
+    return at.date()
 
 
-def _enc_datetime(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise _expected("a datetime", value)
+def _parse_bytes(text: str) -> bytes:
+    if text[:2] in ("b'", 'b"'):  # Faust writes bytes as their repr; never valid base64
+        value = ast.literal_eval(text)
+        if isinstance(value, bytes):
+            return value
+    return base64.b64decode(text, validate=True)
 
 
-def _dec_datetime(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            raise _Invalid(f"not an ISO 8601 datetime: {value!r:.60}") from None
-    if isinstance(value, datetime):
-        return value
-    raise _expected("an ISO 8601 datetime string", value)
-
-
-def _enc_date(value: Any) -> Any:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value.isoformat()
-    raise _expected("a date", value)
-
-
-def _dec_date(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise _Invalid(f"not an ISO 8601 date: {value!r:.60}") from None
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    raise _expected("an ISO 8601 date string", value)
-
-
-def _enc_decimal(value: Any) -> Any:
-    if isinstance(value, Decimal) or (isinstance(value, int) and not isinstance(value, bool)):
-        return str(value)
-    raise _expected("a Decimal", value)
+_DATETIME = _textual(datetime, "a datetime", "an ISO 8601 datetime",
+                     datetime.isoformat, datetime.fromisoformat)
+_DATE = _textual(date, "a date", "an ISO 8601 date", date.isoformat, _parse_date,
+                 exclude=datetime)
+_TIME = _textual(time, "a time", "an ISO 8601 time", time.isoformat, time.fromisoformat)
+_UUID = _textual(UUID, "a UUID", "a UUID", str, UUID)
+_BYTES = _textual((bytes, bytearray, memoryview), "bytes", "base64",
+                  lambda v: base64.b64encode(v).decode("ascii"), _parse_bytes)
+_enc_decimal, _dec_decimal_text = _textual((Decimal, int), "a Decimal", "a decimal number",
+                                           str, Decimal, exclude=bool)
 
 
 def _dec_decimal(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        try:  # a float goes through its shortest repr: 0.1 -> Decimal("0.1")
-            return Decimal(repr(value) if isinstance(value, float) else value)
-        except InvalidOperation:
-            raise _Invalid(f"not a decimal number: {value!r:.60}") from None
-    raise _expected("a decimal string", value)
-
-
-def _enc_uuid(value: Any) -> Any:
-    if isinstance(value, UUID):
-        return str(value)
-    raise _expected("a UUID", value)
-
-
-def _dec_uuid(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            raise _Invalid(f"not a UUID: {value!r:.60}") from None
-    if isinstance(value, UUID):
-        return value
-    raise _expected("a UUID string", value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = repr(value)  # a float by its shortest repr: 0.1 -> Decimal("0.1")
+    return _dec_decimal_text(value)
 
 
 _SCALARS: dict[Any, tuple[Encoder, Decoder]] = {
     Any: (_same, _same), object: (_same, _same), str: (_str, _str), int: (_int, _int),
-    float: (_float, _float), bool: (_bool, _bool), bytes: (_enc_bytes, _dec_bytes),
-    datetime: (_enc_datetime, _dec_datetime), date: (_enc_date, _dec_date),
-    Decimal: (_enc_decimal, _dec_decimal), UUID: (_enc_uuid, _dec_uuid),
+    float: (_float, _float), bool: (_bool, _bool), bytes: _BYTES, datetime: _DATETIME,
+    date: _DATE, time: _TIME, Decimal: (_enc_decimal, _dec_decimal), UUID: _UUID,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -50,6 +50,7 @@ class Everything(Record):
     at: datetime
     naive: datetime
     day: date
+    clock: time
     money: Decimal
     id: UUID
     color: Color
@@ -66,7 +67,8 @@ class Everything(Record):
 
 EVERYTHING = Everything(
     text="héllo", count=-3, ratio=0.5, flag=True, blob=b"\x00\xffhi", at=AT,
-    naive=datetime(2024, 5, 1, 8, 0), day=date(2024, 2, 29), money=Decimal("19.99"), id=ID,
+    naive=datetime(2024, 5, 1, 8, 0), day=date(2024, 2, 29), clock=time(23, 59, 1),
+    money=Decimal("19.99"), id=ID,
     color=Color.BLUE, anything={"free": [1, "form"]}, numbers=[1, 2, 3],
     scores={"a": 1.5}, by_id={7: "seven"}, labels={"b", "a", "c"}, frozen=frozenset({2, 1}),
     series=(4, 5), pair=("x", 1), maybe=None)
@@ -88,7 +90,8 @@ def test_each_type_has_a_plain_json_form() -> None:
         "blob": "AP9oaQ==",                                 # base64
         "at": "2024-05-01T12:30:00.250000+00:00",           # ISO 8601, offset kept
         "naive": "2024-05-01T08:00:00",                     # no offset invented
-        "day": "2024-02-29", "money": "19.99",              # decimals as strings: exact
+        "day": "2024-02-29", "clock": "23:59:01",
+        "money": "19.99",                                   # decimals as strings: exact
         "id": "12345678-1234-5678-1234-567812345678", "color": "blue",
         "anything": {"free": [1, "form"]}, "numbers": [1, 2, 3], "scores": {"a": 1.5},
         "by_id": {"7": "seven"},                            # JSON keys are strings
@@ -300,6 +303,15 @@ def test_json_a_faust_app_wrote_is_read() -> None:
     assert codec_for_type(Click).loads(FAUST_JSON) == Click(
         user="a", page="/", at=AT, amount=Decimal("19.99"),
         referrer=Referrer(url="https://a.example"))
+
+
+def test_faust_s_forms_of_utc_dates_and_bytes_are_read() -> None:
+    """Faust's JSON encoder writes UTC as ``Z``, a date as a datetime at midnight and bytes
+    as their Python repr."""
+    faust = Everything.from_data({**EVERYTHING.to_representation(),
+                                  "at": "2024-05-01T12:30:00.250000Z",
+                                  "day": "2024-02-29T00:00:00", "blob": "b'\\x00\\xffhi'"})
+    assert faust == EVERYTHING
 
 
 def test_the_faust_namespace_is_written_on_request() -> None:
