@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from eoflow._cron import Cron
 from eoflow._serde import Codec
-from eoflow._settings import Guarantee, Settings
+from eoflow._settings import Guarantee, Settings, settings_from_env
 from eoflow._table import GlobalTable, SetTable, Table, TableBackend
 from eoflow._topic import Topic
 from eoflow._windows import Seconds, seconds
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["AgentFun", "AgentHandle", "AgentSpec", "App", "RuntimeHooks", "TimerSpec"]
 
 VT = TypeVar("VT")
+#: The environment variable that puts an app's id and topics under a prefix.
+NAMESPACE_ENV = "EOFLOW_NAMESPACE"
 #: ``async def agent(stream)``, or an async generator (``yield`` results to its sinks).
 AgentFun = Callable[["Stream[Any, Any]"], Any]
 #: Where a yielding agent's results go: a topic, another agent, or a callable.
@@ -141,13 +144,22 @@ class App:
         on_error: str | None = None,
         **settings: Any,
     ) -> None:
-        """Any :class:`~eoflow.Settings` field can be given; the defaults live there."""
+        """Any :class:`~eoflow.Settings` field can be given; the defaults live there.
+
+        A field not given here is read from ``EOFLOW_<FIELD>`` (``EOFLOW_BROKER``,
+        ``EOFLOW_TRANSACTION_TIMEOUT``, ...) when set: argument > environment > default.
+        """
         given = {"broker": broker, "processing_guarantee": processing_guarantee,
                  "commit_interval": commit_interval, "datadir": datadir,
                  "topic_partitions": topic_partitions, "max_retries": max_retries,
                  "on_error": on_error, **settings}
-        self.settings = Settings(app_id=id, **{k: v for k, v in given.items()
-                                               if v is not None})
+        #: ``EOFLOW_NAMESPACE`` (read at declaration) prefixes the app id and every topic
+        #: name: the same app, isolated (``eoflow verify`` runs its copy that way).
+        self.namespace = os.environ.get(NAMESPACE_ENV, "")
+        if self.namespace:
+            id = f"{self.namespace}.{id}"
+        chosen = {**settings_from_env(), **{k: v for k, v in given.items() if v is not None}}
+        self.settings = Settings(app_id=id, **chosen)
         self.topics: dict[str, Topic[Any, Any]] = {}
         self.agents: dict[str, AgentSpec] = {}
         self.tables: dict[str, Table[Any, Any]] = {}
@@ -167,6 +179,9 @@ class App:
         config: dict[str, str] | None = None,
     ) -> Topic[Any, Any]:
         """Declare a topic (created at worker start when missing)."""
+        if self.namespace:
+            names = tuple(n if n.startswith(f"{self.namespace}.") else f"{self.namespace}.{n}"
+                          for n in names)
         topic: Topic[Any, Any] = Topic(
             self, names, partitions=partitions, key_serializer=key_serializer,
             value_serializer=value_serializer, config=config)

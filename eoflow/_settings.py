@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
 
 from eoflow.errors import ConfigurationError
 
-__all__ = ["Guarantee", "Settings", "parse_broker"]
+__all__ = ["ENV_PREFIX", "Guarantee", "Settings", "parse_broker", "settings_from_env"]
 
 Guarantee = Literal["exactly_once", "at_least_once"]
 _APP_ID = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -93,3 +94,36 @@ class Settings:
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with command-line overrides applied (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+
+#: The prefix of environment variables that set :class:`Settings` fields.
+ENV_PREFIX = "EOFLOW_"
+
+
+def settings_from_env(environ: dict[str, str] | None = None) -> dict[str, object]:
+    """Settings given by ``EOFLOW_<FIELD>`` environment variables (``EOFLOW_BROKER``,
+    ``EOFLOW_COMMIT_INTERVAL``, ...), converted to the field's type.
+
+    Precedence: an argument given to ``App(...)`` wins over the environment, which wins
+    over the default.
+    """
+    env = os.environ if environ is None else environ
+    found: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is None or f.name == "app_id":
+            continue
+        kind = str(f.type)
+        try:
+            if kind == "float":
+                found[f.name] = float(raw)
+            elif kind == "int":
+                found[f.name] = int(raw)
+            elif kind == "Path":
+                found[f.name] = Path(raw)
+            else:
+                found[f.name] = raw
+        except ValueError:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}{f.name.upper()}={raw!r}: expected a {kind}") from None
+    return found

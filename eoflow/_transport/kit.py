@@ -19,8 +19,8 @@ from aiokafka.structs import TopicPartition
 
 from eoflow.errors import TransportError
 
-__all__ = ["Record", "TopicRead", "create_topics", "delete_topics", "produce", "read_changelog",
-           "read_committed", "read_topic", "send_one", "tail"]
+__all__ = ["Record", "TopicRead", "create_topics", "delete_topics", "group_offsets", "produce",
+           "read_changelog", "read_committed", "read_topic", "send_one", "tail"]
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,19 @@ async def tail(bootstrap: str, topics: Iterable[str], *,
                                  tuple(r.headers or ()), r.timestamp)
     finally:
         await consumer.stop()
+
+
+async def group_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
+    """The offsets ``group`` has committed: ``(topic, partition) -> offset``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    except Exception as exc:
+        raise TransportError(f"reading the offsets of group {group!r}: {exc!r}") from exc
+    finally:
+        await admin.close()
+    return {(tp.topic, tp.partition): int(om.offset) for tp, om in found.items()}
 
 
 async def _partitions_of(consumer: AIOKafkaConsumer, topic: str,

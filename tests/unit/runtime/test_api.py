@@ -106,3 +106,18 @@ def test_app_and_settings_share_their_defaults() -> None:
     assert app.settings == Settings(app_id="shop")
     assert app.settings.datadir == Path("./shop-data")
     assert eoflow.App("shop", datadir="/tmp/x").settings.datadir == Path("/tmp/x")
+
+
+def test_settings_come_from_arguments_then_the_environment_then_defaults(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EOFLOW_COMMIT_INTERVAL", "0.5")
+    monkeypatch.setenv("EOFLOW_TRANSACTION_TIMEOUT", "30")
+    monkeypatch.setenv("EOFLOW_ON_ERROR", "fail")
+    app = eoflow.App("env", commit_interval=0.2)
+    assert app.settings.commit_interval == 0.2  # the argument wins
+    assert app.settings.transaction_timeout == 30.0  # then the environment
+    assert app.settings.on_error == "fail"
+    assert app.settings.max_retries == 3  # then the default
+    monkeypatch.setenv("EOFLOW_MAX_RETRIES", "many")
+    with pytest.raises(ConfigurationError, match="EOFLOW_MAX_RETRIES='many': expected a int"):
+        eoflow.App("env")

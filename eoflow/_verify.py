@@ -1,0 +1,344 @@
+"""``eoflow verify``: is *this* app exactly once under crashes? Run it twice and compare.
+
+1. **Reference**: the inputs through the app on the broker-less test driver, twice. The two
+   runs must agree; if they do not, the app is not deterministic (wall clock, randomness,
+   state kept outside tables) and nothing below could judge it: verify says so and stops.
+2. **Chaos**: the same inputs through ``eoflow worker`` subprocesses on a real broker, in a
+   namespace (``EOFLOW_NAMESPACE``: the app's id and topics get a prefix, so nothing of
+   the app's real topics is touched), while workers are killed with ``kill -9`` (some
+   restarted on an empty data directory, as a new machine), the group rebalances, and
+   one worker is paused past its session timeout and resumed (a zombie).
+3. **Compare** every topic the app declares (outputs, repartition topics, dead letters)
+   and every table, read ``read_committed``: per topic and key, the values in order (keyless
+   records as a multiset, since their partition is random). Each difference is printed.
+
+What it cannot see: effects outside Kafka (HTTP calls, databases, files) and anything
+the app does that does not reach a topic or a table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eoflow._app import NAMESPACE_ENV, App
+from eoflow._driver import TestDriver
+from eoflow._transport import kit
+from eoflow.errors import ConfigurationError
+
+__all__ = ["Report", "load_inputs", "verify"]
+
+Input = tuple[str, Any, Any]  # (topic, key, value)
+Snapshot = dict[str, dict[str, list[str]]]  # name -> key -> values (in order)
+
+
+@dataclass
+class Report:
+    """What verify found."""
+
+    records: int = 0
+    deterministic: bool = True
+    differences: list[str] = field(default_factory=list)
+    kills: int = 0
+    fresh_restarts: int = 0
+    zombies: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.deterministic and not self.differences
+
+    def text(self) -> str:
+        head = (f"{self.records} inputs; chaos: {self.kills} kill -9 ({self.fresh_restarts} "
+                f"restarted on an empty data directory), {self.zombies} zombie")
+        if not self.deterministic:
+            return (head + "\nNOT DETERMINISTIC: two undisturbed runs of the app gave different "
+                    "outputs, so verify cannot judge exactly-once. Remove wall-clock time, "
+                    "unseeded randomness and state kept outside tables from the app.\n"
+                    + "\n".join(self.differences))
+        if not self.differences:
+            return head + "\nexactly once: every output topic and table equals the undisturbed run"
+        return (head + f"\nNOT EXACTLY ONCE: {len(self.differences)} differences from the "
+                "undisturbed run:\n" + "\n".join(self.differences))
+
+
+def load_inputs(spec: str, records: int) -> list[Input]:
+    """``module:function``; the function returns ``(topic, key, value)`` tuples (it may
+    take the number of records wanted)."""
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    sys.path.insert(0, os.getcwd())
+    generator: Callable[..., Iterable[Input]] = getattr(importlib.import_module(module_name),
+                                                        attribute or "inputs")
+    try:
+        produced = generator(records) if inspect.signature(generator).parameters else generator()
+    except TypeError:
+        produced = generator()
+    inputs: list[Input] = [tuple(item) for item in produced]
+    if any(len(item) != 3 for item in inputs):
+        raise ConfigurationError(f"{spec}: yield (topic, key, value) tuples")
+    return inputs
+
+
+async def verify(app_spec: str, app: App, inputs: list[Input], *, bootstrap: str,
+                 workers: int = 2, kills: int = 4, seed: int = 1, rate: float = 200.0,
+                 timeout: float = 180.0, unordered: bool = False,
+                 settings: dict[str, str] | None = None,
+                 log: Callable[[str], None] = print) -> Report:
+    """Run ``app`` (importable as ``app_spec``) both ways and compare (module docstring)."""
+    from eoflow._runtime.topology import discover
+
+    await discover(app)  # declares the hops' topics: they are compared and drained too
+    report = Report(records=len(inputs))
+    fed = {topic for topic, _, _ in inputs}
+    unknown = fed - set(app.topics)
+    if unknown:
+        raise ConfigurationError(f"inputs go to {sorted(unknown)}, which app {app.id!r} does "
+                                 f"not declare (it declares {sorted(app.topics)})")
+    log("reference: two undisturbed runs on the test driver, each in a fresh interpreter")
+    first = await _reference_in_fresh_process(app_spec, inputs)
+    second = await _reference_in_fresh_process(app_spec, inputs)
+    if first != second:
+        report.deterministic = False
+        report.differences = _compare(first, second, unordered)
+        return report
+    log(f"chaos: {workers} workers on {bootstrap}, kill -9, fresh restarts, a zombie")
+    chaos = await _chaos(app_spec, app, inputs, report, bootstrap=bootstrap, workers=workers,
+                         kills=kills, seed=seed, rate=rate, timeout=timeout, log=log,
+                         settings=settings or {})
+    report.differences = _compare(first, chaos, unordered)
+    return report
+
+
+# -- the reference ----------------------------------------------------------------------
+async def _reference_in_fresh_process(app_spec: str, inputs: list[Input]) -> Snapshot:
+    """A fresh interpreter, as a worker is: no state left over from another run."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        snapshot: Snapshot = await asyncio.get_running_loop().run_in_executor(
+            pool, _reference_main, app_spec, inputs, os.getcwd())
+        return snapshot
+
+
+def _reference_main(app_spec: str, inputs: list[Input], cwd: str) -> Snapshot:
+    from eoflow.cli import load_app
+
+    os.chdir(cwd)
+    return asyncio.run(_reference(load_app(app_spec), inputs))
+
+
+async def _reference(app: App, inputs: list[Input]) -> Snapshot:
+    async with TestDriver(app) as driver:
+        for topic, key, value in inputs:
+            await driver.send(topic, value, key=key)
+        await driver.settle(timeout=60)
+        snapshot: Snapshot = {}
+        for name in sorted(driver.broker.logs):
+            spec = app.topics.get(name)
+            records = [(o.key, o.value) for o in driver.outputs(name)]
+            if spec is None:  # changelogs: compared as tables below
+                continue
+            snapshot[f"topic {name}"] = _group(records)
+        for table in app.tables:
+            snapshot[f"table {table}"] = {repr(k): [repr(v)]
+                                          for k, v in sorted(driver.table(table).items(), key=repr)}
+        return snapshot
+
+
+def _group(records: Iterable[tuple[Any, Any]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for key, value in records:
+        grouped.setdefault(repr(key), []).append(repr(value))
+    if "None" in grouped:
+        grouped["None"].sort()
+    return grouped
+
+
+# -- the chaos run ----------------------------------------------------------------------
+class _Workers:
+    def __init__(self, app_spec: str, env: dict[str, str], workdir: Path) -> None:
+        self._spec, self._env, self._dir = app_spec, env, workdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, instance: str) -> None:
+        log = open(self._dir / f"{instance}.log", "ab")  # noqa: SIM115 -- kept by the child
+        self.procs[instance] = subprocess.Popen(
+            [sys.executable, "-m", "eoflow.cli", "worker", "-A", self._spec, "--datadir",
+             str(self._dir / instance), "--instance-id", instance, "--loglevel", "warning"],
+            env=self._env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, instance: str) -> None:
+        proc = self.procs.pop(instance)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def signal(self, instance: str, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.procs[instance].pid, sig)
+
+    def stop_all(self) -> dict[str, int]:
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
+                os.kill(proc.pid, signal.SIGTERM)
+        codes = {}
+        for name, proc in self.procs.items():
+            try:
+                codes[name] = proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[name] = proc.wait(10)
+        self.procs.clear()
+        return codes
+
+
+async def _chaos(app_spec: str, app: App, inputs: list[Input], report: Report, *,
+                 bootstrap: str, workers: int, kills: int, seed: int, rate: float,
+                 timeout: float, log: Callable[[str], None],
+                 settings: dict[str, str]) -> Snapshot:
+    rng = random.Random(seed)
+    namespace = f"verify-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, NAMESPACE_ENV: namespace, "EOFLOW_BROKER": f"kafka://{bootstrap}",
+           "PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path]),
+           **{f"EOFLOW_{k.upper()}": v for k, v in settings.items()}}
+    session = float(settings.get("session_timeout", app.settings.session_timeout))
+    with tempfile.TemporaryDirectory(prefix="eoflow-verify-") as tmp:
+        pool = _Workers(app_spec, env, Path(tmp))
+        names = [f"w{i + 1}" for i in range(workers)]
+        try:
+            for name in names:
+                pool.start(name)
+            feeding = asyncio.create_task(_feed(app, inputs, bootstrap, namespace, rate))
+            await _first_commit(bootstrap, f"{namespace}.{app.id}", timeout)
+            for k in range(kills):  # while the workers process: they have state to lose
+                await asyncio.sleep(rng.uniform(0.5, 2.0))
+                victim = rng.choice(sorted(pool.procs))
+                pool.kill(victim)
+                report.kills += 1
+                if k == kills - 1:  # a new machine: empty data directory, new instance id
+                    victim = f"{victim}-new"
+                    report.fresh_restarts += 1
+                pool.start(victim)
+            if len(pool.procs) > 1:
+                zombie = rng.choice(sorted(pool.procs))
+                pool.signal(zombie, signal.SIGSTOP)
+                await asyncio.sleep(session + 2)
+                pool.signal(zombie, signal.SIGCONT)
+                report.zombies += 1
+            await feeding
+            log("chaos: inputs fed; waiting until every input is processed and committed")
+            await _drained(app, bootstrap, namespace, timeout)
+        finally:
+            codes = pool.stop_all()
+        bad = {n: c for n, c in codes.items() if c != 0}
+        if bad:
+            report.notes.append(f"workers exited with {bad} on SIGTERM (logs in {tmp})")
+        return await _snapshot(app, bootstrap, namespace)
+
+
+async def _feed(app: App, inputs: list[Input], bootstrap: str, namespace: str,
+                rate: float) -> None:
+    """Produce the inputs in order, about ``rate`` per second, in chunks of consecutive
+    records of one topic."""
+    started, sent, chunk = time.monotonic(), 0, max(1, int(rate / 10))
+    i = 0
+    while i < len(inputs):
+        topic = inputs[i][0]
+        batch: list[tuple[bytes | None, bytes | None]] = []
+        while i < len(inputs) and inputs[i][0] == topic and len(batch) < chunk:
+            batch.append(app.topics[topic].encode(inputs[i][1], inputs[i][2]))
+            i += 1
+        await kit.produce(bootstrap, f"{namespace}.{topic}", batch)
+        sent += len(batch)
+        ahead = sent / rate - (time.monotonic() - started)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
+async def _first_commit(bootstrap: str, group: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(offset > 0 for offset in (await kit.group_offsets(bootstrap, group)).values()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the workers committed nothing in {timeout:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+async def _drained(app: App, bootstrap: str, namespace: str, timeout: float) -> None:
+    """Every record of every consumed topic is committed by the group, none in flight."""
+    group = f"{namespace}.{app.id}"
+    consumed = {f"{namespace}.{n}" for spec in app.agents.values() for t in spec.topics
+                for n in t.names}
+    consumed |= {f"{namespace}.{n}" for n in app.topics if n.endswith("-repartition")}
+    deadline = time.monotonic() + timeout
+    while True:
+        committed = await kit.group_offsets(bootstrap, group)
+        pending = []
+        for topic in sorted(consumed):
+            read = await kit.read_topic(bootstrap, topic, timeout=5)
+            for partition, records in read.records.items():
+                if records and committed.get((topic, partition), -1) <= records[-1].offset:
+                    pending.append(f"{topic}[{partition}]")
+            pending.extend(f"{topic}[{p}] (open transaction)" for p in read.unfinished)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not drained after {timeout:.0f}s: {pending[:10]}")
+        await asyncio.sleep(1.0)
+
+
+async def _snapshot(app: App, bootstrap: str, namespace: str) -> Snapshot:
+    snapshot: Snapshot = {}
+    for name, topic in sorted(app.topics.items()):
+        with contextlib.suppress(Exception):  # a topic the run never created: compared empty
+            read = await kit.read_topic(bootstrap, f"{namespace}.{name}", timeout=30)
+            snapshot[f"topic {name}"] = _group(
+                (None if r.key is None else topic.key_codec.loads(r.key),
+                 None if r.value is None else topic.value_codec.loads(r.value))
+                for r in read.all())
+    for name, table in app.tables.items():
+        changelog = f"{namespace}.{app.settings.changelog_topic(name)}"
+        contents: dict[Any, Any] = {}
+        with contextlib.suppress(Exception):
+            for key, value in (await kit.read_changelog(bootstrap, changelog)).items():
+                decoded = table.decode_changelog(key, value)
+                if decoded is not None:
+                    contents[decoded[0]] = decoded[1]
+        snapshot[f"table {name}"] = {repr(k): [repr(v)]
+                                     for k, v in sorted(contents.items(), key=repr)}
+    return snapshot
+
+
+def _compare(expected: Snapshot, got: Snapshot, unordered: bool) -> list[str]:
+    differences = []
+    for name in sorted(set(expected) | set(got)):
+        want, have = expected.get(name, {}), got.get(name, {})
+        for key in sorted(set(want) | set(have)):
+            a, b = want.get(key, []), have.get(key, [])
+            if unordered:
+                a, b = sorted(a), sorted(b)
+            if a != b:
+                differences.append(f"{name} key {key}: expected {_short(a)}, got {_short(b)}")
+    return differences
+
+
+def _short(values: list[str], limit: int = 8) -> str:
+    shown = ", ".join(values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}] ({len(values)} values)"

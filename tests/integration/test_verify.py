@@ -1,0 +1,45 @@
+"""`eoflow verify` against the real broker: it passes an exactly-once app, finds a planted
+bug, and refuses to judge an app that is not deterministic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from eoflow.cli import main
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def run_verify(bootstrap: str, *args: str) -> Any:
+    return CliRunner().invoke(main, ["verify", "--broker", f"kafka://{bootstrap}",
+                                     "--kills", "2", *args])
+
+
+def test_the_wordcount_app_is_exactly_once(kafka_bootstrap: str) -> None:
+    result = run_verify(kafka_bootstrap, "-A", "apps.wordcount",
+                        "--inputs", "tests.integration.verify_apps:lines", "--records", "300",
+                        "--rate", "100", "--session-timeout", "3", "--transaction-timeout", "10")
+    assert result.exit_code == 0, result.output
+    assert "exactly once: every output topic and table equals" in result.output
+    assert "2 kill -9 (1 restarted on an empty data directory), 1 zombie" in result.output
+
+
+def test_counting_in_a_dict_instead_of_a_table_is_caught(kafka_bootstrap: str) -> None:
+    result = run_verify(kafka_bootstrap, "-A", "tests.integration.verify_apps:leaky",
+                        "--inputs", "tests.integration.verify_apps:events", "--records", "600",
+                        "--rate", "100", "--seed", "3")
+    assert result.exit_code == 1, result.output
+    assert "NOT EXACTLY ONCE" in result.output
+    assert "topic counts key 'k" in result.output
+
+
+def test_an_app_that_is_not_deterministic_is_not_judged(kafka_bootstrap: str,
+                                                         tmp_path: Path) -> None:
+    result = run_verify(kafka_bootstrap, "-A", "tests.integration.verify_apps:dice",
+                        "--inputs", "tests.integration.verify_apps:events", "--records", "10")
+    assert result.exit_code == 1, result.output
+    assert "NOT DETERMINISTIC" in result.output
