@@ -177,14 +177,21 @@ class App:
         key_serializer: str | Codec = "raw",
         value_serializer: str | Codec = "json",
         config: dict[str, str] | None = None,
+        key_type: type | None = None,
+        value_type: type | None = None,
     ) -> Topic[Any, Any]:
-        """Declare a topic (created at worker start when missing)."""
+        """Declare a topic (created at worker start when missing).
+
+        ``key_type`` / ``value_type`` (an :class:`eoflow.Record`, a dataclass, a pydantic
+        model, ``str``, ``int``...) encode and check keys and values; a record that does not
+        decode or validate is dead-lettered with the reason."""
         if self.namespace:
             names = tuple(n if n.startswith(f"{self.namespace}.") else f"{self.namespace}.{n}"
                           for n in names)
         topic: Topic[Any, Any] = Topic(
             self, names, partitions=partitions, key_serializer=key_serializer,
-            value_serializer=value_serializer, config=config)
+            value_serializer=value_serializer, config=config, key_type=key_type,
+            value_type=value_type)
         for name in names:
             self.topics[name] = topic
         return topic
@@ -279,13 +286,17 @@ class App:
         store: str = "rocksdb://",
         key_serializer: str | Codec = "json",
         value_serializer: str | Codec = "json",
+        key_type: type | None = None,
+        value_type: type | None = None,
+        on_window_close: Any = None,
     ) -> Table[Any, VT]:
         """Declare a table backed by ``{app_id}-{name}-changelog``."""
         if name in self.tables:
             raise ConfigurationError(f"table {name!r} is declared twice")
         table: Table[Any, VT] = Table(
             self, name, default=default, partitions=partitions, store=store,
-            key_serializer=key_serializer, value_serializer=value_serializer)
+            key_serializer=key_serializer, value_serializer=value_serializer,
+            key_type=key_type, value_type=value_type, on_window_close=on_window_close)
         self.tables[name] = table
         return table
 

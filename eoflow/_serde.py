@@ -80,3 +80,16 @@ def codec_for(name: str | Codec) -> Codec:
         raise ConfigurationError(
             f"unknown serializer {name!r}: use one of {sorted(_CODECS)} or pass an object "
             "with dumps() and loads()") from None
+
+
+def resolve_codec(serializer: str | Codec, typed: type | None, what: str) -> Codec:
+    """The codec of a key or value: from its declared type (``key_type=``/``value_type=``:
+    a Record, a dataclass, a pydantic model, str, bytes, int...) or its serializer."""
+    if typed is None:
+        return codec_for(serializer)
+    from eoflow._models import codec_for_type
+
+    try:
+        return codec_for_type(typed)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{what}: {exc}") from exc

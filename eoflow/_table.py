@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from eoflow._serde import Codec, codec_for
+from eoflow._serde import Codec, resolve_codec
 from eoflow._stream import Event, current_event
 from eoflow._windows import (
     Hopping,
@@ -91,6 +91,8 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         store: str = "rocksdb://",
         key_serializer: str | Codec = "json",
         value_serializer: str | Codec = "json",
+        key_type: type | None = None,
+        value_type: type | None = None,
         on_window_close: Any = None,
     ) -> None:
         if store not in ("rocksdb://", "memory://"):
@@ -101,8 +103,8 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         self.default = default
         self.partitions = partitions
         self.store = store
-        self.key_codec = codec_for(key_serializer)
-        self.value_codec = codec_for(value_serializer)
+        self.key_codec = resolve_codec(key_serializer, key_type, f"table {name!r} key")
+        self.value_codec = resolve_codec(value_serializer, value_type, f"table {name!r} value")
         self._fixed_partition: int | None = None
         #: Called with ``(key, window, value)`` when a window closes (windowed tables).
         self.on_window_close = on_window_close

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from eoflow._serde import Codec, codec_for
+from eoflow._serde import Codec, resolve_codec
 from eoflow.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ class Topic(Generic[KT, VT]):
         partitions: int | None = None,
         key_serializer: str | Codec = "raw",
         value_serializer: str | Codec = "json",
+        key_type: type | None = None,
+        value_type: type | None = None,
         config: dict[str, str] | None = None,
     ) -> None:
         if not names:
@@ -40,8 +42,9 @@ class Topic(Generic[KT, VT]):
         self.app = app
         self.names = tuple(names)
         self.partitions = partitions
-        self.key_codec = codec_for(key_serializer)
-        self.value_codec = codec_for(value_serializer)
+        self.key_codec = resolve_codec(key_serializer, key_type, f"topic {names[0]!r} key")
+        self.value_codec = resolve_codec(value_serializer, value_type,
+                                         f"topic {names[0]!r} value")
         self.config = dict(config or {})
 
     @property

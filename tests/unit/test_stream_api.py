@@ -302,3 +302,38 @@ async def test_a_set_table_keeps_sets_per_key() -> None:
         await driver.send("tags", {"op": "drop", "tag": "x"}, key="bob")
         await driver.settle()
         assert {k: set(v) for k, v in driver.table("seen").items()} == {"ann": {"vip", "b"}}
+
+
+class Withdrawal(eoflow.Record):
+    user: str
+    amount: float
+    country: str = "NO"
+
+
+class Balance(eoflow.Record):
+    total: float = 0.0
+    count: int = 0
+
+
+async def test_typed_records_flow_through_group_by_into_a_table_of_records() -> None:
+    app = app_with("bank")
+    withdrawals = app.topic("withdrawals", partitions=2, value_type=Withdrawal)
+    balances = app.Table("balances", partitions=2, key_type=str, value_type=Balance,
+                         default=Balance)
+
+    @app.agent(withdrawals)
+    async def account(stream: eoflow.Stream[Any, Withdrawal]) -> None:
+        async for w in stream.group_by("user", name="user"):
+            b = balances[w.user]
+            balances[w.user] = Balance(total=b.total + w.amount, count=b.count + 1)
+
+    async with TestDriver(app) as driver:
+        for i, (user, amount) in enumerate([("ann", 10.0), ("bob", 5.0), ("ann", 2.5)]):
+            await driver.send("withdrawals", Withdrawal(user=user, amount=amount),
+                              partition=i % 2)
+        driver.broker.append(None, 0, "withdrawals", 0,
+                             [(None, b'{"user": "cid"}', None, ())])  # no amount: invalid
+        await driver.settle()
+        assert driver.table("balances") == {"ann": Balance(12.5, 2), "bob": Balance(5.0, 1)}
+        [dead] = driver.dead_letters()
+        assert b"field 'amount'" in dict(dead.headers)["eoflow.error"]
