@@ -12,6 +12,8 @@ Methods (also written into docs/benchmarks.md):
   fixed rate with their send time in the value; latency = time the output record is read by
   a read_committed consumer - send time.
 - peak RSS: psutil, sum over the system's process tree, sampled every 0.2 s.
+- kstreams-eos-cached (Kafka Streams with its record cache) emits fewer outputs than inputs,
+  so its end is when every key's latest committed count equals its number of inputs.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench import kstreams_build
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 KEYS = 10_000
@@ -50,8 +54,24 @@ SYSTEMS: dict[str, dict[str, Any]] = {
                  "guarantee": "exactly_once"},
     "raw-aiokafka": {"cmd": [sys.executable, "-m", "bench.apps.raw_app"],
                      "guarantee": "at_least_once"},
+    "raw-batched": {"cmd": [sys.executable, "-m", "bench.apps.raw_batched_app"],
+                    "guarantee": "at_least_once"},
+    # Java (bench/kstreams), built by kstreams_build before the broker starts.
+    "kstreams-eos": {"cmd": kstreams_build.command(cache=False), "guarantee": "exactly_once",
+                     "java": True},
+    # Its default record cache: one output per key per commit, not one per input. Only the
+    # count has a store (passthrough would be kstreams-eos again); no latency run (latency
+    # is measured per input record).
+    "kstreams-eos-cached": {"cmd": kstreams_build.command(cache=True),
+                            "guarantee": "exactly_once", "java": True,
+                            "workloads": ("count",), "done": "final-counts",
+                            "latency": False},
 }
 WORKLOADS = ("passthrough", "count")
+
+
+def runs_workload(system: str, workload: str) -> bool:
+    return workload in SYSTEMS[system].get("workloads", WORKLOADS)
 
 
 def log(msg: str) -> None:
@@ -64,6 +84,11 @@ def make_value(i: int) -> bytes:
 
 def key_of(i: int) -> bytes:
     return f"k{i % KEYS}".encode()
+
+
+def final_counts(n: int) -> dict[bytes, int]:
+    """Each key's number of records among the first ``n``: its count once all are counted."""
+    return {f"k{k}".encode(): n // KEYS + (1 if k < n % KEYS else 0) for k in range(min(n, KEYS))}
 
 
 # ---------------------------------------------------------------- Kafka helpers
@@ -134,13 +159,22 @@ async def preproduce(bootstrap: str, topic: str, n: int, partitions: int) -> Non
 
 
 class OutputReader:
-    """read_committed consumer of every partition of the output topic, from the beginning."""
+    """read_committed consumer of every partition of the output topic, from the beginning.
+
+    Progress (what :meth:`wait_for` waits on) is the number of records read, or, given
+    ``final``, the number of keys whose ``count`` has reached ``final[key]``; a count above
+    it (a duplicate) is counted in :attr:`over`.
+    """
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, *,
-                 decode_after: float | None = None, fetch_wait_ms: int = 50) -> None:
+                 decode_after: float | None = None, fetch_wait_ms: int = 50,
+                 final: dict[bytes, int] | None = None) -> None:
         self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
         self.decode_after = decode_after  # latency mode: record latencies of ts >= this
         self.fetch_wait_ms = fetch_wait_ms
+        self.final = final
+        self.keys_final: set[bytes] = set()
+        self.over = 0
         self.count = 0
         self.first_seen: float | None = None
         self.reached: dict[int, float] = {}  # target count -> time first reached
@@ -172,14 +206,28 @@ class OutputReader:
                 if self.first_seen is None:
                     self.first_seen = now
                 self.count += len(msgs)
+                if self.final is not None:
+                    self._check_counts(msgs, self.final)
                 if self.decode_after is not None:
                     for m in msgs:
                         ts = json.loads(m.value)["ts"]
                         if ts >= self.decode_after:
                             self.latencies.append(now - ts)
             for t in self.targets:
-                if t not in self.reached and self.count >= t:
+                if t not in self.reached and self.progress >= t:
                     self.reached[t] = now
+
+    def _check_counts(self, msgs: list[Any], final: dict[bytes, int]) -> None:
+        for m in msgs:
+            n, want = json.loads(m.value)["count"], final.get(m.key, 0)
+            if n == want:
+                self.keys_final.add(m.key)
+            elif n > want:
+                self.over += 1
+
+    @property
+    def progress(self) -> int:
+        return self.count if self.final is None else len(self.keys_final)
 
     async def wait_for(self, target: int, timeout: float, alive: Any) -> float | None:
         self.targets.append(target)
@@ -187,7 +235,7 @@ class OutputReader:
         while time.monotonic() < deadline:
             if target in self.reached:
                 return self.reached[target]
-            if self.count >= target:
+            if self.progress >= target:
                 return time.time()
             if not alive():
                 return None
@@ -294,7 +342,8 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
     workdir = args.results / "runs" / name
     out_topic = f"out.{name}"
     await create_topics(args.bootstrap, [out_topic], args.partitions)
-    reader = OutputReader(args.bootstrap, out_topic, args.partitions)
+    final = final_counts(args.records) if SYSTEMS[system].get("done") == "final-counts" else None
+    reader = OutputReader(args.bootstrap, out_topic, args.partitions, final=final)
     await reader.start()
     env = system_env(args, system, workload, interval, name, in_topic, out_topic, workdir)
     proc = SystemProcess(system, env, workdir / "system.log")
@@ -306,7 +355,8 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
                               "run": name}
     try:
         timeout = max(120.0, args.records / 500.0)  # faust runs at ~2k rec/s
-        t_done = await reader.wait_for(args.records, timeout, proc.alive)
+        target = args.records if final is None else len(final)
+        t_done = await reader.wait_for(target, timeout, proc.alive)
         if t_done is not None:
             await asyncio.sleep(args.grace)  # count any extra (duplicate) records
     finally:
@@ -317,12 +367,16 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
     result.update(output=reader.count, returncode=rc, peak_rss_mb=proc.peak_rss / 2**20,
                   eoflow_code=code, loadavg_1m=os.getloadavg()[0],
                   startup_s=(t_first - t_spawn) if t_first else None)
+    if final is not None:  # outputs are updates, not one per input: the counts tell
+        result.update(done="final-counts", keys=len(final), keys_final=len(reader.keys_final),
+                      over_counts=reader.over)
     if t_done is not None and t_first is not None:
         elapsed = t_done - t_first
         result.update(ok=True, elapsed_s=elapsed, rate=args.records / elapsed,
                       wall_rate=args.records / (t_done - t_spawn))
     else:
-        result.update(ok=False, error="timeout or exit before the expected output count",
+        what = "every key's final count" if final else "the expected output count"
+        result.update(ok=False, error=f"timeout or exit before {what}",
                       log_tail=_tail(workdir / "system.log"))
     await delete_topics_containing(args.bootstrap, name)
     if not args.keep_data:
@@ -442,6 +496,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             versions[pkg] = "not installed"
+    versions["kafka-streams"] = kstreams_build.version()  # bench/kstreams, Maven
     try:
         import confluent_kafka
 
@@ -483,19 +538,26 @@ async def amain(args: argparse.Namespace) -> Path:
         for workload in args.workloads:
             for interval in args.intervals:
                 for system in args.systems:
+                    if not runs_workload(system, workload):
+                        continue
                     log(f"throughput {system} {workload} commit={interval}s rep={rep}")
                     r = await throughput_run(args, system, workload, interval, rep, in_topic)
                     data["runs"].append(r)
                     save()
                     if r["ok"]:
                         log(f"  {r['rate']:.0f} rec/s, output {r['output']}/{r['expected']}, "
-                            f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                            f"peak RSS {r['peak_rss_mb']:.0f} MB"
+                            + (f", counts above final: {r['over_counts']}"
+                               if "over_counts" in r else ""))
                     else:
                         log(f"  FAILED: output {r['output']}/{r['expected']} rc={r['returncode']}")
     if args.latency_seconds > 0:
         for workload in args.workloads:
             for interval in args.intervals:
                 for system in args.systems:
+                    if not runs_workload(system, workload) or \
+                            not SYSTEMS[system].get("latency", True):
+                        continue
                     log(f"latency {system} {workload} commit={interval}s "
                         f"@{args.latency_rate}/s for {args.latency_seconds}s")
                     r = await latency_run(args, system, workload, interval)
@@ -553,6 +615,8 @@ def main() -> None:
         if s not in SYSTEMS:
             ap.error(f"unknown system {s!r} (known: {', '.join(SYSTEMS)})")
     args.results.mkdir(parents=True, exist_ok=True)
+    if any(SYSTEMS[s].get("java") for s in args.systems):
+        kstreams_build.ensure_built(log)  # before the broker: a failed build costs nothing
 
     broker = None
     if not args.bootstrap:
