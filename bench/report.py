@@ -15,14 +15,31 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-ORDER = ["eoflow-eos", "eoflow-alo", "faust-eos", "quix-eos", "raw-aiokafka"]
+ORDER = ["eoflow-eos", "eoflow-alo", "kstreams-eos", "faust-eos", "quix-eos", "raw-aiokafka",
+         "raw-batched", "kstreams-eos-cached"]
 LABEL = {
     "eoflow-eos": "eoflow exactly_once",
     "eoflow-alo": "eoflow at_least_once",
+    "kstreams-eos": "Kafka Streams exactly_once_v2 (Java, record cache off)",
     "faust-eos": "faust-streaming exactly_once (RocksDB)",
     "quix-eos": "Quix Streams exactly-once",
-    "raw-aiokafka": "raw aiokafka loop, no transactions (ceiling)",
+    "raw-aiokafka": "raw aiokafka loop, no transactions (naive ceiling)",
+    "raw-batched": "batched aiokafka pipeline, no transactions (tight ceiling)",
+    "kstreams-eos-cached": "Kafka Streams exactly_once_v2 (Java, default record cache)",
 }
+#: Systems whose output is not one record per input: reported as a workload of their own,
+#: never in a ratio.
+OWN_WORKLOAD = {"kstreams-eos-cached": "count-cached"}
+WORKLOADS = ("passthrough", "count", "count-cached")
+WORKLOAD_TITLE = {
+    "passthrough": "passthrough",
+    "count": "count",
+    "count-cached": "count with Kafka Streams' record cache (fewer outputs; not a ratio)",
+}
+
+
+def workload_of(r: dict[str, Any]) -> str:
+    return OWN_WORKLOAD.get(r["system"], r["workload"])
 
 
 def _ms(interval: float) -> str:
@@ -43,12 +60,14 @@ def _fmt_rate(s: tuple[float, float, float] | None, n: int) -> str:
 def summarize(runs: list[dict[str, Any]]) -> dict[tuple[str, float, str], dict[str, Any]]:
     out: dict[tuple[str, float, str], dict[str, Any]] = defaultdict(
         lambda: {"rates": [], "outputs": [], "expected": None, "rss": [], "failed": 0,
-                 "lat": []})
+                 "lat": [], "over": []})
     for r in runs:
-        cell = out[(r["workload"], r["interval"], r["system"])]
+        cell = out[(workload_of(r), r["interval"], r["system"])]
         if r["kind"] == "throughput":
             cell["expected"] = r["expected"]
             cell["outputs"].append(r["output"])
+            if "over_counts" in r:
+                cell["over"].append(r["over_counts"])
             cell["rss"].append(r["peak_rss_mb"])
             if r["ok"]:
                 cell["rates"].append(r["rate"])
@@ -59,51 +78,70 @@ def summarize(runs: list[dict[str, Any]]) -> dict[tuple[str, float, str], dict[s
     return out
 
 
-def chart(cells: dict[tuple[str, float, str], dict[str, Any]], workloads: list[str],
-          intervals: list[float], systems: list[str], path: Path) -> None:
+def chart(cells: dict[tuple[str, float, str], dict[str, Any]],
+          systems_of: dict[str, list[str]], intervals: list[float], path: Path) -> None:
+    """Throughput and latency bars, one column per workload (``systems_of``: its systems)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(workloads), figsize=(6.5 * len(workloads), 8.5),
-                             squeeze=False)
-    width = 0.8 / max(1, len(intervals))
-    for col, wl in enumerate(workloads):
-        ax = axes[0][col]
-        for j, iv in enumerate(intervals):
-            meds, errs = [], [[], []]
-            for s in systems:
-                st = _stat(cells[(wl, iv, s)]["rates"])
-                med, lo, hi = st if st else (0, 0, 0)
-                meds.append(med)
-                errs[0].append(med - lo)
-                errs[1].append(hi - med)
-            xs = [i + (j - (len(intervals) - 1) / 2) * width for i in range(len(systems))]
-            ax.bar(xs, meds, width, yerr=errs, capsize=3, label=f"commit {_ms(iv)}")
-        ax.set_title(f"{wl}: throughput (records/s, median, min–max)")
-        ax.set_xticks(range(len(systems)), systems, rotation=20)
-        ax.legend()
-        ax.grid(axis="y", alpha=0.3)
-        ax = axes[1][col]
-        for j, iv in enumerate(intervals):
-            p50, p99 = [], []
-            for s in systems:
-                lat = [r for r in cells[(wl, iv, s)]["lat"] if "p50_ms" in r]
-                p50.append(statistics.median(r["p50_ms"] for r in lat) if lat else 0)
-                p99.append(statistics.median(r["p99_ms"] for r in lat) if lat else 0)
-            xs = [i + (j - (len(intervals) - 1) / 2) * width for i in range(len(systems))]
-            bars = ax.bar(xs, p99, width, alpha=0.45, label=f"p99, commit {_ms(iv)}")
-            ax.bar(xs, p50, width * 0.5, color=bars.patches[0].get_facecolor()[:3],
-                   label=f"p50, commit {_ms(iv)}")
-        ax.set_yscale("log")
-        ax.set_title(f"{wl}: end-to-end latency (ms, log)")
-        ax.set_xticks(range(len(systems)), systems, rotation=20)
-        ax.legend(fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
+    sizes = [max(2, len(systems)) for systems in systems_of.values()]
+    fig, axes = plt.subplots(2, len(systems_of), figsize=(1.1 * sum(sizes) + 1.5, 8.5),
+                             squeeze=False, gridspec_kw={"width_ratios": sizes})
+    for col, (wl, systems) in enumerate(systems_of.items()):
+        _throughput_bars(axes[0][col], cells, wl, systems, intervals)
+        _latency_bars(axes[1][col], cells, wl, systems, intervals)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _offsets(n_systems: int, intervals: list[float], j: int) -> tuple[list[float], float]:
+    width = 0.8 / max(1, len(intervals))
+    return [i + (j - (len(intervals) - 1) / 2) * width for i in range(n_systems)], width
+
+
+def _throughput_bars(ax: Any, cells: dict[tuple[str, float, str], dict[str, Any]], wl: str,
+                     systems: list[str], intervals: list[float]) -> None:
+    for j, iv in enumerate(intervals):
+        meds, errs = [], [[], []]
+        for s in systems:
+            st = _stat(cells[(wl, iv, s)]["rates"])
+            med, lo, hi = st if st else (0, 0, 0)
+            meds.append(med)
+            errs[0].append(med - lo)
+            errs[1].append(hi - med)
+        xs, width = _offsets(len(systems), intervals, j)
+        ax.bar(xs, meds, width, yerr=errs, capsize=3, label=f"commit {_ms(iv)}")
+    ax.set_title(f"{wl}: throughput\n(records/s, median, min–max)")
+    ax.set_xticks(range(len(systems)), systems, rotation=25, ha="right")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _latency_bars(ax: Any, cells: dict[tuple[str, float, str], dict[str, Any]], wl: str,
+                  systems: list[str], intervals: list[float]) -> None:
+    if not any("p50_ms" in r for s in systems for iv in intervals
+               for r in cells[(wl, iv, s)]["lat"]):
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"{wl}: no latency runs", ha="center", va="center")
+        return
+    for j, iv in enumerate(intervals):
+        p50, p99 = [], []
+        for s in systems:
+            lat = [r for r in cells[(wl, iv, s)]["lat"] if "p50_ms" in r]
+            p50.append(statistics.median(r["p50_ms"] for r in lat) if lat else 0)
+            p99.append(statistics.median(r["p99_ms"] for r in lat) if lat else 0)
+        xs, width = _offsets(len(systems), intervals, j)
+        bars = ax.bar(xs, p99, width, alpha=0.45, label=f"p99, commit {_ms(iv)}")
+        ax.bar(xs, p50, width * 0.5, color=bars.patches[0].get_facecolor()[:3],
+               label=f"p50, commit {_ms(iv)}")
+    ax.set_yscale("log")
+    ax.set_title(f"{wl}: end-to-end latency\n(ms, log)")
+    ax.set_xticks(range(len(systems)), systems, rotation=25, ha="right")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "benchmarks.md",
@@ -126,10 +164,14 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
     if len({d["env"]["records"] for d in datas}) != 1:
         raise SystemExit("results files with different --records cannot share one report")
     cells = summarize(runs)
-    workloads = [w for w in ("passthrough", "count") if any(k[0] == w for k in cells)]
-    intervals = sorted({k[1] for k in cells}, reverse=True)
-    systems = [s for s in ORDER if any(k[2] == s for k in cells)]
-    chart(cells, workloads, intervals, systems, png)
+    ran = set(cells)  # before any lookup adds an empty cell to the defaultdict
+    intervals = sorted({k[1] for k in ran}, reverse=True)
+    systems_of = {wl: [s for s in ORDER if any(k[0] == wl and k[2] == s for k in ran)]
+                  for wl in WORKLOADS}
+    systems_of = {wl: systems for wl, systems in systems_of.items() if systems}
+    workloads = list(systems_of)
+    systems = [s for s in ORDER if any(s in v for v in systems_of.values())]
+    chart(cells, systems_of, intervals, png)
 
     L: list[str] = []
     w = L.append
@@ -152,9 +194,10 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
          "**One repeat only: no min/max spread is available; treat differences under ~20 % "
          "as noise.**"))
     w(f"- Commit interval: {', '.join(_ms(i) for i in intervals)} for every system that has "
-      "one (eoflow `commit_interval`, faust `broker_commit_interval` with "
-      "`broker_commit_every` disabled, Quix `commit_interval`, the raw loop's offset-commit "
-      "period).")
+      "one (eoflow `commit_interval`, Kafka Streams `commit.interval.ms`, faust "
+      "`broker_commit_interval` with `broker_commit_every` disabled, Quix `commit_interval`, "
+      "the raw loop's offset-commit period; the batched pipeline commits after every fetch "
+      "whatever the interval).")
     w(f"- Latency: {env['latency_rate']:,} records/s for {env['latency_seconds']} s per run, "
       "one run per cell.")
     for i, d in enumerate(datas, 1):
@@ -170,18 +213,23 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
       "(after a 2 s grace period that would catch duplicates).\n")
     for wl in workloads:
         for iv in intervals:
-            w(f"### {wl}, commit interval {_ms(iv)}\n")
+            w(f"### {WORKLOAD_TITLE[wl]}, commit interval {_ms(iv)}\n")
+            if wl in OWN_WORKLOAD.values():
+                w(CACHED_TEXT)
             w("| system | records/s median (min–max) | output / expected | peak RSS MB | "
               "latency p50 ms | latency p99 ms |")
             w("|---|---|---|---|---|---|")
-            for s in systems:
+            for s in systems_of[wl]:
                 c = cells[(wl, iv, s)]
                 outs = ", ".join(f"{o:,}" for o in c["outputs"])
                 exp = f"{c['expected']:,}" if c["expected"] else "?"
+                if c["over"]:
+                    exp += " inputs; counts above final: " + ", ".join(map(str, c["over"]))
                 rss = f"{statistics.median(c['rss']):.0f}" if c["rss"] else "–"
                 lat = [r for r in c["lat"] if "p50_ms" in r]
-                p50 = f"{statistics.median(r['p50_ms'] for r in lat):,.0f}" if lat else "failed"
-                p99 = f"{statistics.median(r['p99_ms'] for r in lat):,.0f}" if lat else "failed"
+                none = "failed" if c["lat"] else "not run"
+                p50 = f"{statistics.median(r['p50_ms'] for r in lat):,.0f}" if lat else none
+                p99 = f"{statistics.median(r['p99_ms'] for r in lat):,.0f}" if lat else none
                 if lat and any(not r["ok"] for r in lat):
                     p99 += " (incomplete: " + ", ".join(
                         f"{r['measured']}/{r['sent']}" for r in lat) + ")"
@@ -192,10 +240,12 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
             w("")
 
     w("## Ratios: eoflow exactly_once ÷ each system (median throughput)\n")
-    others = [s for s in systems if s != "eoflow-eos"]
+    others = [s for s in systems if s != "eoflow-eos" and s not in OWN_WORKLOAD]
     w("| workload | commit | " + " | ".join(f"÷ {s}" for s in others) + " |")
     w("|---|---|" + "---|" * len(others))
     for wl in workloads:
+        if wl in OWN_WORKLOAD.values():
+            continue
         for iv in intervals:
             eos = _stat(cells[(wl, iv, "eoflow-eos")]["rates"])
             row = []
@@ -204,8 +254,16 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
                 row.append(f"{eos[0] / st[0]:.2f}×" if eos and st else "n/a")
             w(f"| {wl} | {_ms(iv)} | " + " | ".join(row) + " |")
     w("")
-    w("`÷ raw-aiokafka` is the fraction of the no-transaction ceiling; `÷ eoflow-alo` below "
-      "1 is the cost of exactly-once in eoflow.\n")
+    notes_on = {
+        "raw-batched": "`÷ raw-batched` is the fraction of the tight no-transaction ceiling "
+                       "(client-side batches, nothing awaited per record).",
+        "raw-aiokafka": "`÷ raw-aiokafka` is the fraction of the naive no-transaction loop "
+                        "(one awaited send per record).",
+        "eoflow-alo": "`÷ eoflow-alo` below 1 is the cost of exactly-once in eoflow.",
+        "kstreams-eos-cached": "Kafka Streams with its record cache writes fewer records "
+                               "than it reads, so it has no ratio (its own table above).",
+    }
+    w(" ".join(text for s, text in notes_on.items() if s in systems) + "\n")
 
     if ("count", 1.0, "eoflow-eos") in cells:
         w("### Targets (stateful count, commit 1 s)\n")
@@ -248,11 +306,11 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
       "peak RSS MB | load avg 1 min | eoflow code |")
     w("|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted((r for r in runs if r["kind"] == "throughput"),
-                    key=lambda r: (r["workload"], -r["interval"], ORDER.index(r["system"]),
-                                   session_of[id(r)])):
+                    key=lambda r: (WORKLOADS.index(workload_of(r)), -r["interval"],
+                                   ORDER.index(r["system"]), session_of[id(r)])):
         rate = f"{r['rate']:,.0f}" if r.get("ok") else "failed"
         st = f"{r['startup_s']:.1f}" if r.get("startup_s") is not None else "–"
-        head = (f"| {r['system']} | {r['workload']} | {_ms(r['interval'])} "
+        head = (f"| {r['system']} | {workload_of(r)} | {_ms(r['interval'])} "
                 f"| {session_of[id(r)]} | {rate} | {r['output']:,} | {st} "
                 f"| {r['peak_rss_mb']:.0f} ")
         if "loadavg_1m" in r:
@@ -296,28 +354,55 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
     print(f"wrote {md} and {png}")
 
 
+CACHED_TEXT = """\
+Kafka Streams with its default record cache (`statestore.cache.max.bytes` 10 MiB) emits a
+key's latest count when the cache is flushed (every commit) or evicts it, not once per
+input: the output column counts those updates. The run ends when every key's latest
+committed count equals its number of inputs; a count above that (a duplicate) would be
+listed. Not comparable record for record with the systems above, hence no ratio; no
+latency run (latency is measured per input record).
+"""
+
 KEYS_TEXT = "keys `k0`…`k9999` (10,000 distinct keys, default murmur2 partitioner)"
 
 METHOD = """\
 - **Isolation.** One Kafka 3.9.2 broker (`tools/kafka/kafkactl.py`, free port) for the
-  whole session. Each system runs as its own subprocess (`bench/apps/*.py`), one at a
-  time, started only after the input is fully produced. All Python peers share one venv
-  (`bench/.venv`, from the `bench` extra pinned by `bench/constraints.txt`): faust-streaming
-  0.15 accepts aiokafka 0.14 and Quix uses confluent-kafka, so nothing conflicts.
+  whole session. Each system runs as its own subprocess (`bench/apps/*.py`; Kafka
+  Streams is a JVM, `bench/kstreams/`, built with Maven by `bench/kstreams_build.py`), one
+  at a time, started only after the input is fully produced. All Python peers share one
+  venv (`bench/.venv`, from the `bench` extra pinned by `bench/constraints.txt`):
+  faust-streaming 0.15 accepts aiokafka 0.14 and Quix uses confluent-kafka, so nothing
+  conflicts.
 - **Same work everywhere** (`bench/apps/_common.py`): passthrough parses the JSON value,
   upper-cases `pad`, re-serializes it to the output topic under the same key; count does
   `counts[key] += 1` in the system's persistent table (eoflow `app.Table` on RocksDB,
   faust `app.Table` with `store="rocksdb://"`, which faust-streaming 0.15 backs with
   rocksdict because python-rocksdb is not installed — it has no `rocksdict://` URL;
-  Quix `State` on its RocksDB store) and emits `{"ts", "count"}`. The raw loop keeps
-  counts in a dict (no store, no changelog) and produces without transactions
-  (`acks=all`, `linger_ms=10`), committing offsets every interval after a flush.
+  Quix `State` on its RocksDB store, Kafka Streams' DSL `groupByKey().aggregate()` into
+  its RocksDB key-value store) and emits `{"ts", "count"}`. Every system writes the same
+  bytes under the same key to the same partition (checked on a 200-record input).
+- **Kafka Streams** (`bench/kstreams/`, kafka-streams from Maven Central, Java 17):
+  `processing.guarantee=exactly_once_v2`, one stream thread, `commit.interval.ms` = the
+  run's interval, Jackson for the JSON; its own defaults otherwise (e.g. producer
+  `linger.ms=100`, `max.poll.records=1000`) and the JVM's (G1, max heap ¼ of RAM).
+  `kstreams-eos` sets `statestore.cache.max.bytes=0`, so the count emits one record per
+  input like every other system; `kstreams-eos-cached` keeps the default 10 MiB record
+  cache and is reported as a workload of its own.
+- **Ceilings, no transactions, counts in a dict (no store, no changelog).** The naive raw
+  loop (`raw_app.py`) awaits one aiokafka `send()` per record (`acks=all`,
+  `linger_ms=10`) and commits offsets every interval after a flush. The batched pipeline
+  (`raw_batched_app.py`) takes up to 20,000 records per `getmany()`, appends the outputs
+  to one `create_batch()` builder per output partition, hands them over with
+  `send_batch()` (`linger_ms=0`, 512 KiB batches) without awaiting anything per record,
+  uses orjson as eoflow does, and commits each fetch's offsets once its batches are
+  acknowledged, in a task that overlaps with the next fetch.
 - **Throughput clock.** Start = the wall-clock time the app itself records when the first
   input record reaches user code (so process start, imports, group join and store
   opening are excluded; `startup_s` is kept in results.json). End = the time the driver's
   `read_committed` consumer (assigned to every output partition, `fetch_max_wait_ms=50`)
-  has read the expected number of records. records/s = expected / (end − start). Because
-  EOS output only becomes visible at a commit, the end includes up to one commit interval.
+  has read the expected number of records (for Kafka Streams with its record cache: has
+  seen every key's final count). records/s = expected / (end − start). Because EOS
+  output only becomes visible at a commit, the end includes up to one commit interval.
 - **Output count.** After the expected count is reached the driver keeps reading for 2 s,
   then SIGTERMs the system; output = every committed record read. More than expected
   means duplicates.
