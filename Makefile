@@ -66,8 +66,14 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/constraints.txt
 	$(BENCH_VENV)/bin/python -m pip install -q -e '.[bench]' -c bench/constraints.txt
 	@touch $@
 
+# Kafka Streams (bench/kstreams, Java 17 + Maven): built into bench/kstreams/target, and
+# rebuilt only when its pom or sources change.
+.PHONY: bench-kstreams
+bench-kstreams:
+	$(PYTHON) -m bench.kstreams_build
+
 # Starts its own broker on a free port; writes bench-results/<stamp>/, docs/benchmarks.{md,png}.
-bench: kafka-libs $(BENCH_VENV)/.installed
+bench: kafka-libs $(BENCH_VENV)/.installed bench-kstreams
 	$(BENCH_VENV)/bin/python -m bench.run --records $(BENCH_RECORDS) \
 		--repeats $(BENCH_REPEATS) $(BENCH_ARGS)
 

@@ -1,1 +1,2 @@
-"""Benchmarks: eoflow against faust-streaming, Quix Streams and a raw aiokafka loop."""
+"""Benchmarks: eoflow against Kafka Streams, faust-streaming, Quix Streams and two raw aiokafka
+ceilings (a naive loop and a batched pipeline)."""
