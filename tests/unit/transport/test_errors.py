@@ -1,0 +1,37 @@
+"""aiokafka errors become eoflow errors at the transport boundary."""
+
+from __future__ import annotations
+
+from aiokafka import errors as kerr
+
+from eoflow._transport.errors import translate
+from eoflow.errors import (
+    InstanceFencedError,
+    ProducerFencedError,
+    TransactionAbortedError,
+    TransportError,
+)
+
+
+def test_an_error_code_aiokafka_does_not_know_still_translates() -> None:
+    # FENCED_INSTANCE_ID (82) reaches us as UnknownError; translating it must not crash.
+    err = translate(kerr.for_code(82)("heartbeat"), "heartbeat")
+    assert isinstance(err, TransactionAbortedError)
+    assert "heartbeat" in str(err)
+
+
+def test_producer_fenced_is_fatal_for_this_producer() -> None:
+    err = translate(kerr.ProducerFenced(), "commit")
+    assert isinstance(err, ProducerFencedError)
+    assert not isinstance(err, InstanceFencedError)
+
+
+def test_coordinator_not_available_is_retriable() -> None:
+    err = translate(kerr.GroupCoordinatorNotAvailableError(), "fetching stable offsets")
+    assert type(err) is TransportError
+    assert "fetching stable offsets" in str(err)
+
+
+def test_other_kafka_errors_abort_the_interval() -> None:
+    err = translate(kerr.CorruptRecordException(), "flush")
+    assert isinstance(err, TransactionAbortedError)
