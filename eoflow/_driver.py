@@ -34,6 +34,7 @@ from typing import Any
 
 from eoflow import _faults
 from eoflow._app import App
+from eoflow._runtime.timers import Timers
 from eoflow._runtime.worker import Worker
 from eoflow._settings import Settings
 from eoflow._topic import Topic
@@ -250,19 +251,23 @@ class TestDriver:
     async def advance(self, seconds: float, *, timeout: float = 10.0) -> None:
         """Move the clock (record timestamps, windows' ``now()``, timers); then wait until
         the timers that came due have run and everything is committed."""
-        self.clock.advance(seconds)
         timers = self.worker.timers if self.worker is not None else None
-        if timers is None:
+        if timers is None or not timers.scheduled:
+            self.clock.advance(seconds)
             return
+        await self._timers_caught_up(timers, timeout)  # started, and done with the present
+        self.clock.advance(seconds)
+        await self._timers_caught_up(timers, timeout)
+        await self.settle(timeout)
+
+    async def _timers_caught_up(self, timers: Timers, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        last, quiet = -1, 0
-        while quiet < 3:  # no new run for three polls in a row (the timer loop polls at 5 ms)
-            await asyncio.sleep(0.01)
-            quiet = quiet + 1 if timers.runs == last else 0
-            last = timers.runs
+        while timers.caught_up_to < self.clock():
+            if self._task is not None and self._task.done():
+                self._task.result()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timers still running after {timeout}s")
-        await self.settle(timeout)
+            await asyncio.sleep(0.002)
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until every record of every topic the app consumes is processed and its
@@ -276,7 +281,8 @@ class TestDriver:
             await asyncio.sleep(0.002)
 
     def _settled(self) -> bool:
-        return not self.broker.open_transactions() and not self._lag()
+        open_interval = self.worker is not None and self.worker.interval_open
+        return not open_interval and not self.broker.open_transactions() and not self._lag()
 
     def _lag(self) -> dict[str, int]:
         lag: dict[str, int] = {}

@@ -80,6 +80,7 @@ class Sender:
         self._in_flight = in_flight
         #: ``(error, fatal)``: wake the control loop to abort the interval, or to stop.
         self._on_failure = on_failure
+        self._beginning = asyncio.Lock()
         self.interval = self.new_interval()
 
     def new_interval(self, *, careful: bool = False) -> Interval:
@@ -93,9 +94,17 @@ class Sender:
         return self.interval.is_open
 
     async def begin(self) -> None:
-        """Open the interval's transaction if it is not open yet (lazily, on first use)."""
+        """Open the interval's transaction if it is not open yet (lazily, on first use).
+
+        The dispatcher and a timer run may both be first; beginning takes a round trip,
+        so the second caller waits for the first instead of beginning twice.
+        """
         interval = self.interval
-        if interval.state.is_(IntervalState.IDLE):
+        if not interval.state.is_(IntervalState.IDLE):
+            return
+        async with self._beginning:
+            if interval is not self.interval or not interval.state.is_(IntervalState.IDLE):
+                return
             if self._settings.exactly_once:
                 await self._producer.begin()
             interval.state.to(IntervalState.OPEN)

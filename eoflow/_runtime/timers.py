@@ -67,6 +67,13 @@ class Timers:
         self._assignment = assignment
         self._leader_topic = leader_topic
         self.runs = 0
+        #: The clock time up to which every due run has run (a test driver waits on it).
+        self.caught_up_to = float("-inf")
+
+    @property
+    def scheduled(self) -> bool:
+        """True if anything runs on a schedule (not just once, as ``@app.task``)."""
+        return bool(self._specs)
 
     def is_leader(self) -> bool:
         """The worker assigned partition 0 of the app's first source topic leads."""
@@ -87,6 +94,7 @@ class Timers:
                 if due[spec.name] <= now:
                     await self._fire(spec)
                     due[spec.name] = spec.next_due(max(now, due[spec.name]))
+            self.caught_up_to = now
             wait = min(due.values()) - self._clock()
             cap = 0.5 if self._clock is time.time else 0.005  # a test clock moves by jumps
             await asyncio.sleep(min(max(wait, 0.0), cap))

@@ -27,6 +27,7 @@ from .lifecycle import Lifecycle, WorkerState
 from .poison import PoisonLedger
 from .rebalance import RebalanceHandler
 from .sender import Sender
+from .stats import WorkerStats
 from .tables import TableManager
 from .timers import Timers
 from .topology import Plan, discover
@@ -93,6 +94,27 @@ class Worker:
         self._group: asyncio.TaskGroup | None = None
         #: The topics the worker consumes (its agents' sources and hops), once started.
         self.consumed: list[str] = []
+        #: Totals of committed intervals (metrics), and the group consumer once built.
+        self.stats = WorkerStats()
+        self.consumer: GroupConsumer | None = None
+        #: ``time.monotonic()`` of the control loop's last turn (``/health``).
+        self.last_tick = time.monotonic()
+        #: The web server's address, when ``web_enabled``.
+        self.web_url: str | None = None
+
+    @property
+    def interval_open(self) -> bool:
+        """True while an interval holds work that has not committed or aborted yet."""
+        return self._sender is not None and self._sender.is_open
+
+    @property
+    def tables(self) -> TableManager | None:
+        """The table partitions this worker owns, once started (committed reads)."""
+        return self._tables
+
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        return self._dispatcher
 
     def stop(self) -> None:
         """Ask the worker to commit what it has and stop (safe from a signal handler)."""
@@ -101,12 +123,33 @@ class Worker:
     # -- lifecycle ------------------------------------------------------------------
     async def run(self) -> None:
         """Start, process until stopped, commit, stop. Raises on a fatal error."""
-        settings = self.settings
         self.state.to(WorkerState.STARTING)
+        web = None
+        if self.settings.web_enabled:  # first: a port in use fails before any Kafka I/O
+            from eoflow._web.server import WebServer
+
+            web = WebServer(self)
+            try:
+                self.web_url = await web.start()
+            except BaseException:
+                self.state.to(WorkerState.FAILED)
+                raise
+        try:
+            await self._run(web)
+        finally:
+            if web is not None:
+                await web.close()
+
+    async def _run(self, web: Any) -> None:
+        settings = self.settings
         if self._transport is None:
             from eoflow._transport.kafka import KafkaTransport
 
-            self._transport = KafkaTransport(settings.bootstrap)
+            self._transport = KafkaTransport(
+                settings.bootstrap, consumer_options=settings.consumer_options,
+                producer_options=settings.producer_options,
+                compression_type=settings.compression_type,
+                auto_offset_reset=settings.auto_offset_reset)
         transport = self._transport
         instance_id = settings.instance_id or load_instance_id(settings.datadir, settings.app_id)
         plans = await discover(self.app)  # before the topics: hops declare theirs
@@ -119,12 +162,15 @@ class Worker:
             group_id=settings.app_id, instance_id=instance_id, client_id=client_id,
             session_timeout=settings.session_timeout,
             max_poll_interval=settings.max_poll_interval)
+        self.consumer = consumer
+        if self.web_url is not None:
+            consumer.advertise(self.web_url)
         dispatcher, supervisor = self._build(transport, topics, producer, consumer, plans)
         log.info("worker %s of app %s starting (%s, commit every %ss)", instance_id,
                  settings.app_id, settings.processing_guarantee, settings.commit_interval)
         try:
             await producer.start()
-            await self._run_tasks(supervisor, dispatcher, consumer)
+            await self._run_tasks(supervisor, dispatcher, consumer, web)
         except BaseException:
             if not self.state.is_(WorkerState.STOPPING):
                 self.state.to(WorkerState.FAILED)
@@ -158,7 +204,7 @@ class Worker:
         dispatcher = self._dispatcher = Dispatcher(specs, supervisor, poison, begin=sender.begin,
                                 is_open=lambda: sender.is_open, dead_letter=sender.dead_letter)
         self.committer = Committer(settings, producer, consumer, sender, dispatcher, supervisor,
-                                   tables, poison, lock)
+                                   tables, poison, lock, self.stats)
         failures.append(self.committer)
         self.rebalance = RebalanceHandler(self.committer, dispatcher, tables, consumer,
                                           self._spawn)
@@ -177,10 +223,11 @@ class Worker:
         return self._group.create_task(coro, name=name)
 
     async def _run_tasks(self, supervisor: AgentSupervisor, dispatcher: Dispatcher,
-                         consumer: GroupConsumer) -> None:
+                         consumer: GroupConsumer, web: Any) -> None:
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
+                served = None if web is None else group.create_task(web.serve(), name="web")
                 await consumer.start()  # assignments may start tasks from here on
                 self.state.to(WorkerState.RUNNING)
                 supervisor.start(group, lambda: dispatcher.run(consumer))
@@ -193,6 +240,8 @@ class Worker:
                 await self.rebalance.close()
                 for view in views:
                     view.cancel()
+                if served is not None:
+                    served.cancel()
                 await supervisor.cancel()
         except BaseExceptionGroup as group_error:
             raise _first_cause(group_error) from group_error
@@ -231,6 +280,7 @@ class Worker:
         sender = self._sender
         assert sender is not None
         while True:
+            self.last_tick = time.monotonic()
             remaining = max(deadline - time.monotonic(), 0.0)
             timeout = min(remaining, OUTPUT_LINGER)
             if await self._woken(committer.abort_requested, timeout) or timeout >= remaining:

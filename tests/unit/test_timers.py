@@ -140,3 +140,17 @@ async def test_timers_need_async_functions() -> None:
     app = eoflow.App("sync")
     with pytest.raises(ConfigurationError, match="async def"):
         app.timer(1)(lambda: None)
+
+
+async def test_a_punctuator_and_a_record_that_open_the_same_interval_begin_it_once() -> None:
+    # Both open the interval lazily; the producer's begin takes a round trip, so the two
+    # used to interleave and begin the transaction twice (aiokafka: invalid transition
+    # IN_TRANSACTION -> IN_TRANSACTION, and the worker stopped).
+    app, ticks = timer_app()
+    async with TestDriver(app) as driver:
+        for n in range(5):
+            await driver.send("in", n, partition=n % 2)
+            await driver.advance(10)
+        relayed = [v for v in driver.values("out") if isinstance(v, dict) and "relayed" in v]
+        assert [v["relayed"] for v in relayed] == list(range(5))
+        assert driver.table("ticks") == {"p0": 5, "p1": 5}

@@ -19,6 +19,7 @@ from eoflow.errors import (
     CommitFailedError,
     EoflowError,
     InstanceFencedError,
+    LifecycleError,
     RestoreError,
     TopicMismatchError,
     TransactionAbortedError,
@@ -100,6 +101,7 @@ class MemoryProducer(_Client):
         self.max_request_size = 4 * 1024 * 1024
         self._timeout = transaction_timeout
         self._epoch = -1
+        self._in_transaction = False
 
     @property
     def _tid(self) -> str | None:
@@ -112,15 +114,24 @@ class MemoryProducer(_Client):
 
     async def close(self) -> None:
         self._epoch = -1
+        self._in_transaction = False
 
     async def reset(self) -> None:
         await self.close()
         await self.start()
 
     async def begin(self) -> None:
+        """As aiokafka's: waits a round trip for the producer id first, and refuses to
+        begin a transaction while one is open."""
         self._alive("begin")
-        if self._tid is not None:
-            self._broker.check_epoch(self._tid, self._epoch)
+        if self._tid is None:
+            return
+        await asyncio.sleep(0)
+        self._broker.check_epoch(self._tid, self._epoch)
+        if self._in_transaction:
+            raise LifecycleError(f"producer {self.transactional_id!r}: begin while a "
+                                 "transaction is open")
+        self._in_transaction = True
 
     def create_batch(self) -> MemoryBatch:
         return MemoryBatch()
@@ -185,6 +196,7 @@ class MemoryProducer(_Client):
         self._alive("commit")
         if self._tid is not None:
             self._broker.end_transaction(self._tid, self._epoch, commit=True)
+        self._in_transaction = False
 
 
 class MemoryGroupConsumer(_Client):
@@ -208,6 +220,8 @@ class MemoryGroupConsumer(_Client):
         self._must_rejoin = False
         self._rejoining: asyncio.Task[None] | None = None
         self._expiry: asyncio.Task[None] | None = None
+        #: The web address this member publishes (``advertise``).
+        self.url: str | None = None
 
     # -- broker-side callbacks (Member) ------------------------------------------------
     async def revoked(self) -> None:
@@ -325,6 +339,17 @@ class MemoryGroupConsumer(_Client):
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         self._alive("commit_offsets")
         self._broker.commit_offsets(self.group_metadata(), offsets)
+
+    def advertise(self, url: str) -> None:
+        self.url = url
+
+    def peers(self) -> dict[str, frozenset[TopicPartition]]:
+        return {m.url: frozenset(m.assignment()) for m in self._broker.members(self._group_id)
+                if isinstance(m, MemoryGroupConsumer) and m.url is not None}
+
+    def progress(self) -> dict[TopicPartition, tuple[int | None, int | None]]:
+        return {tp: (self._positions.get(tp), self._broker.log(*tp).last_stable_offset)
+                for tp in self._assigned}
 
 
 class MemoryChangelogReader(_Client):
