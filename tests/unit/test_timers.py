@@ -146,7 +146,7 @@ async def test_a_punctuator_and_a_record_that_open_the_same_interval_begin_it_on
     # Both open the interval lazily; the producer's begin takes a round trip, so the two
     # used to interleave and begin the transaction twice (aiokafka: invalid transition
     # IN_TRANSACTION -> IN_TRANSACTION, and the worker stopped).
-    app, ticks = timer_app()
+    app, _ = timer_app()
     async with TestDriver(app) as driver:
         for n in range(5):
             await driver.send("in", n, partition=n % 2)
