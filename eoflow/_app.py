@@ -21,7 +21,8 @@ from eoflow.errors import ConfigurationError
 if TYPE_CHECKING:
     from eoflow._stream import Stream
 
-__all__ = ["AgentFun", "AgentHandle", "AgentSpec", "App", "RuntimeHooks", "TimerSpec"]
+__all__ = ["AgentFun", "AgentHandle", "AgentSpec", "App", "PageSpec", "RuntimeHooks",
+           "TimerSpec"]
 
 VT = TypeVar("VT")
 #: The environment variable that puts an app's id and topics under a prefix.
@@ -88,6 +89,15 @@ class TimerSpec:
         if self.cron is not None:
             return self.cron.next_after(now)
         return now + self.interval
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """A web view declared with ``@app.page``."""
+
+    path: str
+    fun: Callable[..., Any]
+    methods: tuple[str, ...] = ("GET",)
 
 
 class AgentHandle:
@@ -164,6 +174,7 @@ class App:
         self.agents: dict[str, AgentSpec] = {}
         self.tables: dict[str, Table[Any, Any]] = {}
         self.timers: list[TimerSpec] = []
+        self.pages: list[PageSpec] = []
         self._runtime: RuntimeHooks | None = None
 
     @property
@@ -273,6 +284,27 @@ class App:
                 raise ConfigurationError(f"{kind} {timer_name!r} is declared twice")
             self.timers.append(TimerSpec(timer_name, fun, kind, on_leader=on_leader,
                                          **options))
+            return fun
+
+        return register
+
+    # -- web ---------------------------------------------------------------------------
+    def page(self, path: str, *, methods: Sequence[str] = ("GET",)
+             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Serve ``fun(request)`` at ``path`` on the worker's web server (``web_enabled``).
+
+        ``request`` is an ``aiohttp.web.Request`` (``request.match_info`` holds ``{name}``
+        parts of the path). Return a dict or list (sent as JSON), a str, bytes, or an
+        aiohttp response.
+        """
+        if not path.startswith("/"):
+            raise ConfigurationError(f"@app.page({path!r}): a path starts with '/'")
+
+        def register(fun: Callable[..., Any]) -> Callable[..., Any]:
+            wanted = tuple(m.upper() for m in methods)
+            if any(p.path == path and set(p.methods) & set(wanted) for p in self.pages):
+                raise ConfigurationError(f"@app.page({path!r}) is declared twice")
+            self.pages.append(PageSpec(path, fun, wanted))
             return fun
 
         return register

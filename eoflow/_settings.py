@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
+from types import MappingProxyType
+from typing import Any, Literal
 
 from eoflow.errors import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "Guarantee", "Settings", "parse_broker", "settings_from_env"]
+__all__ = ["COMPRESSION_TYPES", "ENV_PREFIX", "Guarantee", "Settings", "parse_broker",
+           "settings_from_env"]
 
 Guarantee = Literal["exactly_once", "at_least_once"]
+#: Compression codecs of Kafka's producer (None: no compression).
+COMPRESSION_TYPES = (None, "gzip", "snappy", "lz4", "zstd")
 _APP_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
@@ -54,6 +60,22 @@ class Settings:
     transaction_timeout: float = 60.0
     max_poll_interval: float = 300.0
     queue_size: int = 1000
+    #: Extra aiokafka settings for the worker's consumers (group consumer and restore
+    #: readers), e.g. ``{"fetch_max_bytes": 52428800}``; checked at worker start.
+    consumer_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    #: Extra aiokafka settings for the worker's producer, e.g. ``{"linger_ms": 5}``.
+    producer_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    #: Producer compression: None, "gzip", "snappy", "lz4" or "zstd".
+    compression_type: str | None = None
+    #: Where a partition without a committed offset starts: "earliest" or "latest".
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    #: Serve /metrics, /health, /ready, /tables, /status and @app.page views.
+    web_enabled: bool = False
+    web_host: str = "127.0.0.1"
+    #: 0 picks a free port (the chosen one is advertised to the group).
+    web_port: int = 6066
+    #: The URL other workers use to reach this one (default ``http://{web_host}:{port}``).
+    web_url: str | None = None
 
     def __post_init__(self) -> None:
         if not _APP_ID.match(self.app_id):
@@ -73,8 +95,35 @@ class Settings:
         if self.max_retries < 1:
             raise ConfigurationError("max_retries must be at least 1")
         parse_broker(self.broker)
+        self._check_clients()
+        self._check_web()
         object.__setattr__(self, "datadir", Path(self.datadir) if self.datadir is not None
                            else Path(f"./{self.app_id}-data"))
+
+    def _check_clients(self) -> None:
+        for name in ("consumer_options", "producer_options"):
+            options = getattr(self, name)
+            if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+                raise ConfigurationError(
+                    f"{name}={options!r}: use a dict of aiokafka option names to values")
+            object.__setattr__(self, name, MappingProxyType(dict(options)))
+        if self.compression_type not in COMPRESSION_TYPES:
+            raise ConfigurationError(
+                f"compression_type={self.compression_type!r}: use one of "
+                f"{', '.join(map(repr, COMPRESSION_TYPES))}")
+        if self.auto_offset_reset not in ("earliest", "latest"):
+            raise ConfigurationError(
+                f"auto_offset_reset={self.auto_offset_reset!r}: use 'earliest' or 'latest'")
+
+    def _check_web(self) -> None:
+        if not isinstance(self.web_port, int) or not 0 <= self.web_port <= 65535:
+            raise ConfigurationError(f"web_port={self.web_port!r}: use a port from 0 to 65535")
+        if not self.web_host:
+            raise ConfigurationError("web_host is empty: use an address such as 127.0.0.1")
+        if self.web_url is not None and not re.match(r"^https?://[^/]+", self.web_url):
+            raise ConfigurationError(
+                f"web_url={self.web_url!r}: use http://host:port, the address other workers "
+                "reach this one at")
 
     @property
     def bootstrap(self) -> str:
@@ -110,20 +159,39 @@ def settings_from_env(environ: dict[str, str] | None = None) -> dict[str, object
     env = os.environ if environ is None else environ
     found: dict[str, object] = {}
     for f in fields(Settings):
-        raw = env.get(ENV_PREFIX + f.name.upper())
+        name = ENV_PREFIX + f.name.upper()
+        raw = env.get(name)
         if raw is None or f.name == "app_id":
             continue
-        kind = str(f.type)
-        try:
-            if kind == "float":
-                found[f.name] = float(raw)
-            elif kind == "int":
-                found[f.name] = int(raw)
-            elif kind == "Path":
-                found[f.name] = Path(raw)
-            else:
-                found[f.name] = raw
-        except ValueError:
-            raise ConfigurationError(
-                f"{ENV_PREFIX}{f.name.upper()}={raw!r}: expected a {kind}") from None
+        found[f.name] = _from_env(name, str(f.type), raw)
     return found
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _from_env(name: str, kind: str, raw: str) -> object:
+    """An environment variable's text as the field's type (``kind`` as annotated)."""
+    try:
+        if kind == "float":
+            return float(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "bool":
+            if raw.strip().lower() in _TRUE + _FALSE:
+                return raw.strip().lower() in _TRUE
+            raise ValueError(raw)
+        if kind == "Path":
+            return Path(raw)
+        if kind.startswith("Mapping"):
+            value = json.loads(raw)
+            if not isinstance(value, dict):
+                raise ValueError(raw)
+            return value
+        if kind.endswith("| None") and raw == "":
+            return None
+        return raw
+    except ValueError:
+        expected = {"bool": "true or false", "Path": "a path"}.get(kind) or (
+            "a JSON object" if kind.startswith("Mapping") else f"a {kind}")
+        raise ConfigurationError(f"{name}={raw!r}: expected {expected}") from None

@@ -33,6 +33,7 @@ from .interval import Interval
 from .lifecycle import IntervalState
 from .poison import PoisonKey, PoisonLedger
 from .sender import Sender
+from .stats import WorkerStats
 from .tables import TableManager
 
 __all__ = ["MAX_CONSECUTIVE_ABORTS", "Committer"]
@@ -53,7 +54,8 @@ class Committer:
 
     def __init__(self, settings: Settings, producer: Producer, consumer: GroupConsumer,
                  sender: Sender, dispatcher: Dispatcher, supervisor: AgentSupervisor,
-                 tables: TableManager, poison: PoisonLedger, lock: asyncio.Lock) -> None:
+                 tables: TableManager, poison: PoisonLedger, lock: asyncio.Lock,
+                 stats: WorkerStats | None = None) -> None:
         self.settings = settings
         self._producer = producer
         self._consumer = consumer
@@ -70,6 +72,8 @@ class Committer:
         self.committed: dict[TopicPartition, int] = {}
         self.commits = 0
         self.aborts = 0
+        #: What committed intervals carried, for the metrics.
+        self.stats = stats or WorkerStats()
         self._consecutive_aborts = 0
         self._abort_requested = asyncio.Event()
         #: An error that must stop the worker (raised by the control loop).
@@ -148,6 +152,7 @@ class Committer:
         Any failure raises; the caller then calls :meth:`abort` (see :meth:`finish`).
         """
         interval = self._sender.interval
+        began = time.monotonic()
         await self._barrier(interval)
         interval.offsets = self._dispatcher.take_offsets()
         if interval.state.is_(IntervalState.IDLE):  # no transaction: nothing happened
@@ -174,6 +179,8 @@ class Committer:
         interval.state.to(IntervalState.DONE)
         self._dispatcher.relax()
         self._resume()
+        self.stats.committed(self._dispatcher.taken_counts, interval.produced(),
+                             self.settings.dlq_topic, time.monotonic() - began)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("committed %d batches, %d sends, %d partitions: flush+commit %.1fms "
                       "apply %.1fms", len(interval.batches.sent), len(interval.sends),

@@ -78,6 +78,12 @@ class Dispatcher:
         self._rewind: dict[TopicPartition, int] = {}
         #: Next offset to commit per partition: everything before it was handed out.
         self._next_offsets: dict[TopicPartition, int] = {}
+        #: Records handed out per partition since the last :meth:`take_offsets`, and the
+        #: counts of the offsets it took last (the commit's ``records in``).
+        self._counts: dict[TopicPartition, int] = {}
+        self.taken_counts: dict[TopicPartition, int] = {}
+        #: One past the last record fetched per partition (for the lag: markers after it).
+        self.fetched_to: dict[TopicPartition, int] = {}
         #: Records handed out this interval, and the most allowed (None: no cap).
         self._dispatched = 0
         self.cap: int | None = None
@@ -137,6 +143,7 @@ class Dispatcher:
         """The next offset of every partition dispatched to since the last call (the
         barrier takes them: they belong to the interval being committed)."""
         offsets, self._next_offsets = self._next_offsets, {}
+        self.taken_counts, self._counts = self._counts, {}
         return offsets
 
     def rewind(self, offsets: dict[TopicPartition, int]) -> None:
@@ -145,6 +152,7 @@ class Dispatcher:
         self._rewind.update(offsets)
         for tp in offsets:
             self._next_offsets.pop(tp, None)
+            self._counts.pop(tp, None)
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Partitions were revoked: drop their fetched records and pending offsets."""
@@ -152,6 +160,7 @@ class Dispatcher:
         for tp in partitions:
             self._next_offsets.pop(tp, None)
             self._rewind.pop(tp, None)
+            self._counts.pop(tp, None)
 
     # -- the loop -------------------------------------------------------------------
     async def run(self, consumer: GroupConsumer) -> None:
@@ -173,6 +182,8 @@ class Dispatcher:
                 await asyncio.sleep(0.5)
                 continue
             for tp, records in batch.items():
+                if records:
+                    self.fetched_to[tp] = records[-1].offset + 1
                 for record in records:
                     if not self._gate.is_set():
                         await self._gate.wait()
@@ -239,6 +250,7 @@ class Dispatcher:
     def _account(self, tp: TopicPartition, record: ConsumedRecord, events: int) -> None:
         self._supervisor.in_flight.add(events)
         self._next_offsets[tp] = record.offset + 1
+        self._counts[tp] = self._counts.get(tp, 0) + 1
         self._dispatched += 1
         if self.cap is not None and self._dispatched >= self.cap:
             self._gate.clear()  # until the next interval opens it

@@ -57,6 +57,16 @@ class Interval:
         if self._failure is None:
             self._failure = error
 
+    def produced(self) -> dict[str, int]:
+        """Records sent per topic (after every send succeeded: the commit's count)."""
+        counts: dict[str, int] = {}
+        for batch in self.batches.sent:
+            counts[batch.topic] = counts.get(batch.topic, 0) + len(batch.sources)
+        for fut, _ in self.sends:
+            topic = str(fut.result().topic)
+            counts[topic] = counts.get(topic, 0) + 1
+        return counts
+
     @property
     def age(self) -> float:
         return time.monotonic() - self.started

@@ -61,9 +61,13 @@ class RebalanceHandler:
         self.rebalances = 0
         #: Assignments completed (restored and released).
         self.ready = 0
+        #: True while the last assignment is restored and processing (no rebalance or
+        #: restore under way): what ``/ready`` reports.
+        self.settled = False
         self.fatal: BaseException | None = None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.settled = False
         await self.close()
         committer = self._committer
         async with committer.lock:
@@ -82,6 +86,7 @@ class RebalanceHandler:
             log.info("revoked %d partitions", len(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.settled = False
         self.rebalances += 1
         self._committer.group = self._consumer.group_metadata()
         self._task = self._spawn(self._assign(sorted(assigned)), "assignment")
@@ -119,6 +124,7 @@ class RebalanceHandler:
             delay = min(delay * 2, 5.0)
         group = self._committer.group
         self.ready += 1
+        self.settled = True
         log.info("assigned %d partitions (generation %s): %s", len(partitions),
                  group.generation_id if group else "?", ", ".join(map(str, partitions)))
 

@@ -92,6 +92,10 @@ class TableManager:
         self._clock = clock
         self._overlays: dict[tuple[str, int], Overlay] = {}
         self._usable: set[tuple[str, str]] = set()  # (table, topic) pairs checked
+        #: Restore progress per table partition: records restored (every restore), and
+        #: changelog offsets left in the restore under way (0 once restored).
+        self.restored: dict[tuple[str, int], int] = {}
+        self.remaining: dict[tuple[str, int], int] = {}
         #: The committed views of the global tables (every partition).
         self.views = {name: GlobalView(name, self._changelogs[name], self._counts[name], reader)
                       for name, table in tables.items() if table.global_}
@@ -237,6 +241,25 @@ class TableManager:
     def items(self, table: str, partition: int) -> Iterator[tuple[bytes, bytes]]:
         return self._overlay(table, partition).items()
 
+    # -- committed state (the web API; never an overlay) ------------------------------
+    def committed_get(self, table: str, partition: int, key: bytes) -> bytes | None:
+        """The value the store holds: written by a committed transaction, never by the
+        open interval (its writes are in the overlay until EndTxn)."""
+        if self.views.get(table) is not None:
+            return self.views[table].get(key)
+        return self._overlay(table, partition).store.get(key)
+
+    def partition_count(self, table: str) -> int:
+        return self._counts[table]
+
+    def source_topics(self, table: str) -> list[str]:
+        """Topics with the table's partition count (the ones it can be co-partitioned with)."""
+        return sorted(t for t, n in self._topic_counts.items() if n == self._counts[table])
+
+    def sizes(self) -> dict[tuple[str, int], int]:
+        """About how many keys each open table partition holds (committed)."""
+        return {key: overlay.store.estimate_keys() for key, overlay in self._overlays.items()}
+
     # -- assignment -----------------------------------------------------------------
     def table_partitions(self, assigned: Iterable[TopicPartition]) -> frozenset[tuple[str, int]]:
         """``(table, partition)`` pairs the assignment makes this worker own."""
@@ -283,8 +306,15 @@ class TableManager:
 
     async def _restore(self, reader: ChangelogReader, name: str, partition: int,
                        store: PartitionStore) -> None:
+        where = (name, partition)
+
+        def progress(applied: int, remaining: int) -> None:
+            self.restored[where] = self.restored.get(where, 0) + applied
+            self.remaining[where] = remaining
+
         await restore(reader, self._changelogs[name], partition, store, logger=log,
-                      max_wait=self._settings.transaction_timeout + 30.0)
+                      max_wait=self._settings.transaction_timeout + 30.0,
+                      on_progress=progress)
 
     async def catch_up(self) -> None:
         """Re-read the changelog of every open partition from its stored offset.

@@ -105,6 +105,10 @@ class PartitionStore(Protocol):
         """Committed key/value pairs in ascending key order, ``start <= key < stop``."""
         ...
 
+    def estimate_keys(self) -> int:
+        """About how many keys the store holds (cheap; for metrics)."""
+        ...
+
     def apply(self, writes: Mapping[bytes, bytes | None], changelog_offset: int) -> None:
         """Atomically write ``writes`` (None deletes), the new changelog offset and the
         time (:attr:`owned_at`).

@@ -50,6 +50,9 @@ class MemoryPartitionStore:
         self._require_open()
         return self._data.get(key)
 
+    def estimate_keys(self) -> int:
+        return len(self._data)
+
     def items(self, start: bytes | None = None,
               stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         with self._lock:

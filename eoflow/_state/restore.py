@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -90,17 +90,27 @@ class RestoreStats:
         return self.records / self.seconds if self.seconds > 0 else float(self.records)
 
 
-class _Progress:
-    """Rate-limited progress logging for one restore."""
+#: ``(records applied since the last call, offsets left to the target)``, for metrics.
+ProgressHook = Callable[[int, int], None]
 
-    def __init__(self, where: str, start: int, end: int, interval: float, log: Any):
+
+class _Progress:
+    """Rate-limited progress logging for one restore; every tick goes to the hook."""
+
+    def __init__(self, where: str, start: int, end: int, interval: float, log: Any,
+                 hook: ProgressHook | None = None):
         self._where, self._start, self._end = where, start, end
         self._interval, self._log = interval, log
         self.began = time.monotonic()
         self._next = self.began + interval
         self.records = 0
+        self._reported = 0
+        self._hook = hook
 
     def tick(self, position: int, *, final: bool = False) -> None:
+        if self._hook is not None:
+            self._hook(self.records - self._reported, max(self._end - position, 0))
+            self._reported = self.records
         now = time.monotonic()
         if not final and now < self._next:
             return
@@ -139,13 +149,15 @@ async def restore(
     progress_interval: float = 5.0,
     chunk_size: int = 10_000,
     logger: logging.Logger | None = None,
+    on_progress: ProgressHook | None = None,
 ) -> RestoreStats:
     """Bring ``store`` up to the high watermark of its changelog partition.
 
     ``max_wait`` bounds how long the position may stand still below the target (an open
     transaction holds the LSO); give it more than the producers' transaction timeout.
     Raises :class:`RestoreError` (retriable) naming the topic and partition; the store
-    then holds a consistent prefix and the next restore resumes from it.
+    then holds a consistent prefix and the next restore resumes from it. ``on_progress``
+    hears of every chunk: records applied, and offsets left to the target.
     """
     log = logger or _log
     where = f"{topic}[{partition}]"
@@ -161,7 +173,8 @@ async def restore(
         await asyncio.to_thread(store.reset)
         start = log_start
     await reader.seek(topic, partition, start)
-    progress = _Progress(where, start, target, progress_interval, log)
+    progress = _Progress(where, start, target, progress_interval, log, on_progress)
+    progress.tick(start)
     position = await _copy(reader, topic, partition, store, start, target, chunk_size,
                            max_wait, progress)
     progress.tick(position, final=True)

@@ -146,6 +146,11 @@ class RocksDBPartitionStore:
     def __len__(self) -> int:
         return sum(1 for _ in self.items())
 
+    def estimate_keys(self) -> int:
+        """RocksDB's own estimate (``rocksdb.estimate-num-keys``): no scan."""
+        found = self._require_open().property_int_value("rocksdb.estimate-num-keys")
+        return int(found or 0)
+
     def apply(self, writes: Mapping[bytes, bytes | None], changelog_offset: int) -> None:
         with self._lock:
             db = self._require_open()

@@ -178,6 +178,20 @@ class GroupConsumer(Protocol):
         """Commit offsets to the group outside any transaction (at-least-once)."""
         ...
 
+    def advertise(self, url: str) -> None:
+        """Publish this worker's web address to the group (before :meth:`start`)."""
+        ...
+
+    def peers(self) -> dict[str, frozenset[TopicPartition]]:
+        """Web address -> partitions of every member that published one, as of the last
+        assignment."""
+        ...
+
+    def progress(self) -> dict[TopicPartition, tuple[int | None, int | None]]:
+        """``(position, end offset)`` per assigned partition as of the last fetch (no
+        request; the end is the last stable offset); None where not known yet."""
+        ...
+
 
 #: Builds a producer for a transactional id (the worker's only producer).
 ProducerFactory = Callable[[str], Producer]

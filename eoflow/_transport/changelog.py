@@ -23,12 +23,15 @@ __all__ = ["KafkaChangelogReader"]
 class KafkaChangelogReader:
     """Implements ``eoflow._state.restore.ChangelogReader``; use as an async context."""
 
-    def __init__(self, bootstrap: str, client_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, bootstrap: str, client_options: dict[str, Any] | None = None,
+                 consumer_options: dict[str, Any] | None = None) -> None:
+        """``consumer_options`` (checked by ``options.check_consumer_options``) override
+        the defaults of the reader that copies records."""
         options = dict(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                        **(client_options or {}))
+        tunable = {"max_partition_fetch_bytes": 8 * 1024 * 1024, **(consumer_options or {})}
         self._records = AIOKafkaConsumer(isolation_level="read_committed",
-                                         auto_offset_reset="none",
-                                         max_partition_fetch_bytes=8 * 1024 * 1024, **options)
+                                         auto_offset_reset="none", **tunable, **options)
         self._ends = AIOKafkaConsumer(isolation_level="read_uncommitted", **options)
         self._started = False
 

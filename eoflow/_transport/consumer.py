@@ -19,13 +19,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.client import ConnectionGroup, CoordinationType
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import TopicPartition as KafkaTP
 
 from eoflow.errors import CommitFailedError, EoflowError, TransportError
 
 from .base import ConsumedRecord, GroupMetadata, RebalanceListener, TopicPartition
 from .errors import RETRIABLE_GROUP_ERRORS, translate
+from .membership import AdvertisingAssignor, Peers
+from .options import refused
 from .protocol import offset_fetch_request
 
 __all__ = ["KafkaGroupConsumer"]
@@ -60,26 +61,61 @@ class KafkaGroupConsumer:
 
     def __init__(self, *, bootstrap: str, group_id: str, instance_id: str, client_id: str,
                  session_timeout: float, max_poll_interval: float,
-                 client_options: dict[str, Any] | None = None) -> None:
+                 client_options: dict[str, Any] | None = None,
+                 consumer_options: dict[str, Any] | None = None,
+                 auto_offset_reset: str = "earliest") -> None:
         session_timeout_ms = int(session_timeout * 1000)
         self._group_id = group_id
         self._instance_id = instance_id
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group_id,
-            group_instance_id=instance_id,
-            client_id=client_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=max(100, session_timeout_ms // 5),
-            max_poll_interval_ms=int(max_poll_interval * 1000),
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            fetch_max_wait_ms=100,
-            max_partition_fetch_bytes=1024 * 1024,
-            **(client_options or {}),
-        )
+        self._auto_offset_reset = auto_offset_reset
+        self._assignor = AdvertisingAssignor()
+        #: Defaults the user's ``consumer_options`` may override.
+        tunable: dict[str, Any] = {
+            "heartbeat_interval_ms": max(100, session_timeout_ms // 5),
+            "fetch_max_wait_ms": 100,
+            "max_partition_fetch_bytes": 1024 * 1024,
+            **(consumer_options or {})}
+        try:
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=bootstrap,
+                group_id=group_id,
+                group_instance_id=instance_id,
+                client_id=client_id,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                auto_offset_reset=auto_offset_reset,
+                session_timeout_ms=session_timeout_ms,
+                max_poll_interval_ms=int(max_poll_interval * 1000),
+                partition_assignment_strategy=(self._assignor,),
+                **tunable,
+                **(client_options or {}),
+            )
+        except (ValueError, TypeError, AssertionError) as exc:
+            raise refused("consumer_options", consumer_options or {}, exc) from exc
+
+    def advertise(self, url: str) -> None:
+        """Publish this worker's web address to the group (call before :meth:`start`)."""
+        self._assignor.url = url
+
+    def peers(self) -> Peers:
+        """Web address -> partitions of every member that published one, as of the last
+        assignment (empty before the first, or if the leader publishes none)."""
+        return dict(self._assignor.peers)
+
+    def progress(self) -> dict[TopicPartition, tuple[int | None, int | None]]:
+        """``(position, last stable offset)`` of each assigned partition, as of the last
+        fetch; None where not known yet. Asks the broker nothing."""
+        subscription = self._consumer._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
+        if assignment is None:
+            return {}
+        found: dict[TopicPartition, tuple[int | None, int | None]] = {}
+        for tp in assignment.tps:
+            state = assignment.state_value(tp)
+            position = state.position if state.has_valid_position else None
+            lso = state.lso if state.lso is not None and state.lso >= 0 else state.highwater
+            found[TopicPartition(*tp)] = (position, lso)
+        return found
 
     def subscribe(self, topics: Iterable[str], listener: RebalanceListener) -> None:
         self._consumer.subscribe(topics=sorted(set(topics)), listener=_Listener(listener))
@@ -117,16 +153,22 @@ class KafkaGroupConsumer:
         return {TopicPartition(*tp): records for tp, records in batch.items()}
 
     async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Seek; -1 (nothing committed) goes where ``auto_offset_reset`` says."""
         assigned = self._consumer.assignment()
-        earliest = [KafkaTP(*tp) for tp, off in offsets.items() if off < 0 and tp in assigned]
+        unset = [KafkaTP(*tp) for tp, off in offsets.items() if off < 0 and tp in assigned]
         for tp, offset in offsets.items():
             if offset >= 0 and tp in assigned:
                 self._consumer.seek(KafkaTP(*tp), offset)
-        if earliest:
+        if unset:
+            latest = self._auto_offset_reset == "latest"
             try:
-                await self._consumer.seek_to_beginning(*earliest)
+                if latest:
+                    await self._consumer.seek_to_end(*unset)
+                else:
+                    await self._consumer.seek_to_beginning(*unset)
             except Exception as exc:
-                raise translate(exc, f"seeking {earliest} to the beginning") from exc
+                where = "end" if latest else "beginning"
+                raise translate(exc, f"seeking {unset} to the {where}") from exc
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         try:

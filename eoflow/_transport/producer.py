@@ -37,6 +37,7 @@ from eoflow.errors import (
 from .base import Batch, GroupMetadata, SendFuture
 from .base import TopicPartition as TP
 from .errors import translate
+from .options import refused
 from .protocol import txn_offset_commit_request
 
 __all__ = ["TransactionalProducer"]
@@ -122,18 +123,22 @@ class TransactionalProducer:
         max_batch_size: int = 512 * 1024,
         max_request_size: int = 4 * 1024 * 1024,
         client_options: dict[str, Any] | None = None,
+        producer_options: dict[str, Any] | None = None,
+        compression_type: str | None = None,
     ) -> None:
         self.transactional_id = transactional_id
         self.transactional = transactional
+        self._options = dict(producer_options or {})
+        tunable: dict[str, Any] = {"linger_ms": linger_ms, "max_batch_size": max_batch_size,
+                                   "max_request_size": max_request_size, **self._options}
         #: The largest request the producer sends: no record may be larger.
-        self.max_request_size = max_request_size
+        self.max_request_size = int(tunable["max_request_size"])
         self._config: dict[str, Any] = dict(
             bootstrap_servers=bootstrap,
             client_id=client_id,
             acks="all",
-            linger_ms=linger_ms,
-            max_batch_size=max_batch_size,
-            max_request_size=max_request_size,
+            compression_type=compression_type,
+            **tunable,
             **(client_options or {}),
         )
         if transactional:
@@ -147,7 +152,11 @@ class TransactionalProducer:
 
     async def start(self) -> None:
         """Start and initialise: InitProducerId fences older producers with this id."""
-        producer = AIOKafkaProducer(**self._config)
+        try:
+            producer = AIOKafkaProducer(**self._config)
+        except (ValueError, TypeError, AssertionError, kerr.UnsupportedCodecError) as exc:
+            options = {**self._options, "compression_type": self._config["compression_type"]}
+            raise refused("producer_options", options, exc) from exc
         self._install_offset_commit_v3(producer)
         try:
             await producer.start()

@@ -307,6 +307,9 @@ class MemoryBroker:
     def member_ids(self, group_id: str) -> list[str]:
         return sorted(self._group(group_id).members)
 
+    def members(self, group_id: str) -> list[Member]:
+        return list(self._group(group_id).members.values())
+
     async def rejoin(self, group_id: str) -> None:
         """Every member rejoins: a new generation with the same members."""
         state = self._group(group_id)
