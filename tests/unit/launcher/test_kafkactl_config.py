@@ -64,8 +64,8 @@ def test_a_formatted_data_dir_is_not_started_as_another_version(tmp_path: Path) 
     (tmp_path / "data" / "meta.properties").write_text("version=1\n")
     (tmp_path / "broker.json").write_text(json.dumps({"port": 1, "controller_port": 2}))
     broker = KafkaBroker(datadir=tmp_path, version="4")
-    with pytest.raises(KafkaError, match="holds a Kafka 3.9.2 broker"):
-        broker._launch()
+    with pytest.raises(KafkaError, match=r"holds a Kafka 3\.9\.2 broker"):
+        broker.launch()
 
 
 # --------------------------------------------------------------------------- single broker
@@ -90,23 +90,28 @@ def test_single_broker_config(tmp_path: Path, version: str) -> None:
     assert not [k for k in props if "zookeeper" in k or k.startswith("zk.")]
     assert "sasl.enabled.mechanisms" not in props and "authorizer.class.name" not in props
     # The config file is the same dict, one key=value per line.
-    path = b._write_config()
+    path = b.write_config()
     lines = [x for x in path.read_text().splitlines() if x and not x.startswith("#")]
     assert dict(x.split("=", 1) for x in lines) == props
 
 
 def test_log4j_for_kafka3_puts_server_log_in_the_data_dir(tmp_path: Path) -> None:
     b = KafkaBroker(datadir=tmp_path, version="3")
-    (opt,) = b._logging_opts()
-    assert opt.startswith("-Dlog4j.configuration=file:")
+    opt = b._logging_opt(console=False)
+    assert opt == f"-Dlog4j.configuration={(tmp_path / 'log4j.properties').as_uri()}"
     text = (tmp_path / "log4j.properties").read_text()
     assert f"log4j.appender.server.File={tmp_path}/logs/server.log" in text
     assert "log4j.rootLogger=INFO, server" in text
+    # Every appender a logger names is defined.
+    props = dict(x.split("=", 1) for x in text.splitlines())
+    named = {v.split(", ")[1] for k, v in props.items() if k.startswith("log4j.logger.")
+             and ", " in v}  # fmt: skip
+    assert named and all(f"log4j.appender.{a}" in props for a in named)
 
 
 def test_log4j2_for_kafka4_puts_server_log_in_the_data_dir(tmp_path: Path) -> None:
     b = KafkaBroker(datadir=tmp_path, version="4")
-    (opt,) = b._logging_opts()
+    opt = b._logging_opt(console=False)
     assert opt == f"-Dlog4j2.configurationFile={tmp_path / 'log4j2.xml'}"
     root = ET.parse(tmp_path / "log4j2.xml").getroot()
     files = {a.get("name"): a.get("fileName") for a in root.iter("RollingFile")}
@@ -118,7 +123,7 @@ def test_log4j2_for_kafka4_puts_server_log_in_the_data_dir(tmp_path: Path) -> No
     refs = {a.get("ref") for a in root.iter("AppenderRef")}
     assert refs <= set(files)
     # The one-shot tools log WARN to stderr, not into the broker's files.
-    (tool_opt,) = b._logging_opts(console=True)
+    tool_opt = b._logging_opt(console=True)
     tool = ET.parse(tool_opt.split("=", 1)[1]).getroot()
     assert [c.get("target") for c in tool.iter("Console")] == ["SYSTEM_ERR"]
 
@@ -151,7 +156,8 @@ def test_sasl_ssl_broker_config(tmp_path: Path) -> None:
     for user, password in b.users.items():
         assert f'user_{user}="{password}"' in plain
     # SCRAM users are created at format time, both mechanisms, the broker's own included.
-    args = b._scram_format_args()
+    assert b.sasl is not None
+    args = b.sasl.format_args()
     assert args.count("--add-scram") == 8
     assert f"SCRAM-SHA-256=[name=alice,password={b.users['alice']}]" in args
     # The passwords are kept with the data dir (they are in the metadata log from then on).
@@ -160,9 +166,9 @@ def test_sasl_ssl_broker_config(tmp_path: Path) -> None:
     assert again.security == "sasl_ssl" and again.authorizer
     assert again.users == b.users
     assert again.bootstrap == b.bootstrap
-    cfg = again.client_config("alice", "SCRAM-SHA-512")
-    assert cfg["security_protocol"] == "SASL_SSL"
-    assert cfg["sasl_plain_password"] == b.users["alice"]
+    # Clients need the CA, which the first start makes: until then, a clear error.
+    with pytest.raises(KafkaError, match="no CA certificate"):
+        again.client_config("alice", "SCRAM-SHA-512")
 
 
 def test_authorizer_needs_sasl(tmp_path: Path) -> None:
@@ -209,9 +215,13 @@ def test_cluster_node_config(tmp_path: Path, version: str) -> None:
 
 
 def test_small_clusters_lower_the_replication_factor(tmp_path: Path) -> None:
-    settings = KafkaCluster(brokers=1, datadir=tmp_path).replication_settings()
+    (node,) = KafkaCluster(brokers=1, datadir=tmp_path).nodes
+    settings = node.server_properties()
     assert settings["default.replication.factor"] == "1"
     assert settings["min.insync.replicas"] == "1"
+    settings = KafkaCluster(brokers=2, datadir=tmp_path / "two").broker(0).server_properties()
+    assert settings["transaction.state.log.replication.factor"] == "2"
+    assert settings["transaction.state.log.min.isr"] == "1"
 
 
 def test_cli_status_of_nothing_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
