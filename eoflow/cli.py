@@ -35,10 +35,13 @@ def load_app(spec: str) -> App:
 
 
 def _settings_overrides(broker: str | None, datadir: str | None,
-                        instance_id: str | None) -> dict[str, Any]:
+                        instance_id: str | None, web_port: int | None = None,
+                        web_host: str | None = None) -> dict[str, Any]:
+    web = web_port is not None or web_host is not None
     return {"broker": broker or os.environ.get("EOFLOW_BROKER"),
             "datadir": Path(datadir) if datadir else None,
-            "instance_id": instance_id}
+            "instance_id": instance_id, "web_port": web_port, "web_host": web_host,
+            "web_enabled": True if web else None}
 
 
 @click.group()
@@ -51,10 +54,14 @@ def main() -> None:
 @click.option("--broker", help="kafka://host:port (default: the app's, or $EOFLOW_BROKER)")
 @click.option("--datadir", help="directory for table stores and the instance id")
 @click.option("--instance-id", help="stable id of this worker (default: kept in --datadir)")
+@click.option("--web-port", type=click.IntRange(0, 65535),
+              help="serve /metrics, /health, /ready, /tables, /status on this port (0: any "
+              "free one); default: the app's web settings")
+@click.option("--web-host", help="address to bind the web server to (default 127.0.0.1)")
 @click.option("--loglevel", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def worker(app_spec: str, broker: str | None, datadir: str | None, instance_id: str | None,
-           loglevel: str) -> None:
+           web_port: int | None, web_host: str | None, loglevel: str) -> None:
     """Run the app's agents until Ctrl-C or SIGTERM (then commit and exit 0)."""
     logging.basicConfig(level=loglevel.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -63,7 +70,8 @@ def worker(app_spec: str, broker: str | None, datadir: str | None, instance_id: 
     from eoflow._runtime.worker import Worker
 
     try:
-        settings = app.settings.with_overrides(**_settings_overrides(broker, datadir, instance_id))
+        settings = app.settings.with_overrides(
+            **_settings_overrides(broker, datadir, instance_id, web_port, web_host))
         runner = Worker(app, settings)
         asyncio.run(_run_until_signal(runner))
     except EoflowError as exc:
@@ -209,6 +217,21 @@ def verify_command(app_spec: str, inputs_spec: str, records: int, broker: str | 
         click.echo(f"note: {note}")
     if not report.ok:
         sys.exit(1)
+
+
+@main.command()
+@click.option("-A", "--app", "app_spec", required=True, help="module[:attribute] of the App")
+@click.option("--broker", help="kafka://host:port (default: $EOFLOW_BROKER, then the app's)")
+def status(app_spec: str, broker: str | None) -> None:
+    """Print the app's group: members, their partitions, lag and last commit."""
+    from eoflow._status import describe, render
+
+    app = load_app(app_spec)
+    try:
+        view = asyncio.run(describe(app, broker or os.environ.get("EOFLOW_BROKER")))
+    except EoflowError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(render(view))
 
 
 @main.group()

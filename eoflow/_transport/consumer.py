@@ -19,12 +19,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.client import ConnectionGroup, CoordinationType
+from aiokafka.structs import OffsetAndMetadata
 from aiokafka.structs import TopicPartition as KafkaTP
 
 from eoflow.errors import CommitFailedError, EoflowError, TransportError
 
 from .base import ConsumedRecord, GroupMetadata, RebalanceListener, TopicPartition
 from .errors import RETRIABLE_GROUP_ERRORS, translate
+from .group import commit_metadata
 from .membership import AdvertisingAssignor, Peers
 from .options import refused
 from .protocol import offset_fetch_request
@@ -172,7 +174,9 @@ class KafkaGroupConsumer:
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         try:
-            await self._consumer.commit({KafkaTP(*tp): off for tp, off in offsets.items()})
+            meta = commit_metadata(self._instance_id)
+            await self._consumer.commit({KafkaTP(*tp): OffsetAndMetadata(off, meta)
+                                         for tp, off in offsets.items()})
         except Exception as exc:
             raise CommitFailedError(f"committing offsets {dict(offsets)}: {exc!r}") from exc
 

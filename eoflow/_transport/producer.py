@@ -37,6 +37,7 @@ from eoflow.errors import (
 from .base import Batch, GroupMetadata, SendFuture
 from .base import TopicPartition as TP
 from .errors import translate
+from .group import commit_metadata
 from .options import refused
 from .protocol import txn_offset_commit_request
 
@@ -264,8 +265,9 @@ class TransactionalProducer:
                 f"{group.member_id!r}: that would disable zombie fencing")
         self._group = group
         try:
+            meta = commit_metadata(group.group_instance_id)
             await self._p.send_offsets_to_transaction(
-                {TopicPartition(*tp): OffsetAndMetadata(off, "") for tp, off in offsets.items()},
+                {TopicPartition(*tp): OffsetAndMetadata(off, meta) for tp, off in offsets.items()},
                 group.group_id)
         except Exception as exc:
             raise translate(exc, "send offsets to transaction") from exc
