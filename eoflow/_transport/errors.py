@@ -52,6 +52,10 @@ def translate(exc: BaseException, what: str) -> Exception:
         return RecordRejectedError(f"{what}: {exc} (the topic has no such partition)")
     if isinstance(exc, RETRIABLE_GROUP_ERRORS):
         return TransportError(f"{what}: {type(exc).__name__} ({exc}); retrying")
+    if isinstance(exc, kerr.IllegalOperation):  # not a KafkaError in aiokafka 0.14
+        return TransactionAbortedError(
+            f"{what}: the producer is not in a transaction ({exc}): its transaction failed "
+            "or it was fenced; the interval is aborted")
     if isinstance(exc, kerr.KafkaError | OSError | asyncio.TimeoutError):
         return TransactionAbortedError(f"{what}: {exc!r}")
     return exc if isinstance(exc, Exception) else TransportError(f"{what}: {exc!r}")

@@ -35,3 +35,12 @@ def test_coordinator_not_available_is_retriable() -> None:
 def test_other_kafka_errors_abort_the_interval() -> None:
     err = translate(kerr.CorruptRecordException(), "flush")
     assert isinstance(err, TransactionAbortedError)
+
+
+def test_a_send_after_the_producer_left_its_transaction_aborts_the_interval() -> None:
+    # aiokafka raises IllegalOperation (not a KafkaError) once a fenced producer's
+    # transaction has failed; it used to escape untranslated and stop the worker.
+    err = translate(kerr.IllegalOperation("Can't send messages while not in transaction"),
+                    "send batch to out[0]")
+    assert isinstance(err, TransactionAbortedError)
+    assert "out[0]" in str(err)
