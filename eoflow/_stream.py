@@ -401,6 +401,15 @@ class Stream(Generic[KT, VT]):
             batch = await self._source.next_batch(max_, within, self._filters)
             yield [e.value for e in batch]
 
+    async def take_events(self, max_: int,
+                          within: float | None = None) -> AsyncIterator[list[Event[KT, VT]]]:
+        """:meth:`take`, yielding whole events (with their coordinates)."""
+        if max_ < 1:
+            raise _config_error(f"take_events(max_={max_}): take at least one")
+        self._check_plan()
+        while True:
+            yield await self._source.next_batch(max_, within, self._filters)
+
     def _check_plan(self) -> None:
         planned = self._source.hops
         if isinstance(self._source, _ProbeSource):

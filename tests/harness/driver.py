@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-__all__ = ["POISON_KINDS", "Driver", "Input", "generate_inputs"]
+__all__ = ["POISON_KINDS", "Driver", "Input", "event_time", "generate_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 POISON_KINDS = ("undecodable", "raise", "large", "slow")
 #: Every kind: "ok" inputs are processed; "slow_once" is slow on its first attempt only.
 KINDS = ("ok", "slow_once", *POISON_KINDS)
+
+
+#: Event time of input ``id`` (seconds): a fixed start, 10 ms apart, in id order.
+EVENT_T0, EVENT_DT = 1_700_000_000.0, 0.01
+
+
+def event_time(input_id: int) -> float:
+    return round(EVENT_T0 + input_id * EVENT_DT, 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +50,8 @@ class Input:
     def encode(self) -> bytes:
         if self.kind == "undecodable":
             return b"\xff\xfe not json, id=" + str(self.id).encode()
-        value: dict[str, object] = {"id": self.id, "key": self.key, "n": self.n}
+        value: dict[str, object] = {"id": self.id, "key": self.key, "n": self.n,
+                                    "t": event_time(self.id)}
         if self.kind in ("raise", "large", "slow"):
             value[self.kind] = True
         elif self.kind == "slow_once":

@@ -23,8 +23,9 @@ from typing import Any, Protocol
 
 from eoflow.testing import create_topics
 
-from . import oracle
+from . import features_oracle, oracle
 from .driver import Driver, Input, generate_inputs
+from .features_oracle import FeatureTopics
 from .oracle import OracleResult, Topics
 from .watch import Watcher
 from .workers import Workers
@@ -63,6 +64,9 @@ class RunConfig:
     system: str = "eoflow"
     #: More ``EO_*`` settings of the app under test (patterns it should exercise).
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Which app: ``eo`` (eo_app, the default) or ``features`` (features_app: windows,
+    #: timers, group_by, take, sinks, global tables; judged by features_oracle).
+    app: str = "eo"
 
     def app_env(self) -> dict[str, str]:
         return {**self.extra_env,
@@ -108,21 +112,24 @@ class ScenarioResult:
 class Run:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
-        self.topics = Topics(config.name, config.name)
+        features = config.app == "features"
+        self.topics = (FeatureTopics if features else Topics)(config.name, config.name)
         self.rng = random.Random(config.seed)
         self.inputs: list[Input] = generate_inputs(config.records, config.seed,
                                                    keys=config.keys, marks=config.marks)
         self.driver = Driver(config.bootstrap, self.topics.input, self.inputs, config.rate)
         self.watcher = Watcher(config.bootstrap, self.topics)
         self.workers = Workers(config.workdir / config.name, config.app_env(),
-                               system=config.system)
+                               system=config.system,
+                               app=f"tests.harness.{'features' if features else 'eo'}_app")
         self.result = ScenarioResult(config.name, OracleResult())
         self._started = time.monotonic()
 
     async def __aenter__(self) -> Run:
         t, n = self.topics, self.config.partitions
-        await create_topics(self.config.bootstrap,
-                            {t.input: n, t.echo: n, t.by_key: n, t.aggregates: n, t.dlq: 1},
+        up_front = (t.created_up_front(n) if isinstance(t, FeatureTopics) else
+                    {t.input: n, t.echo: n, t.by_key: n, t.aggregates: n, t.dlq: 1})
+        await create_topics(self.config.bootstrap, up_front,
                             {t.echo: {"max.message.bytes": str(ECHO_MAX_MESSAGE_BYTES)}})
         await self.watcher.__aenter__()
         return self
@@ -176,9 +183,13 @@ class Run:
             self.problem(f"workers did not exit cleanly on SIGTERM: {bad}")
         self.workers.close()
         eoflow = cfg.system == "eoflow"
-        result.oracle = await oracle.check(cfg.bootstrap, self.topics, self.inputs,
-                                           self.workers.datadirs() if eoflow else (),
-                                           restore=eoflow)
+        if isinstance(self.topics, FeatureTopics):
+            result.oracle = await features_oracle.check(cfg.bootstrap, self.topics,
+                                                        cfg.partitions)
+        else:
+            result.oracle = await oracle.check(cfg.bootstrap, self.topics, self.inputs,
+                                               self.workers.datadirs() if eoflow else (),
+                                               restore=eoflow)
         result.kills = self.workers.kills
         result.faults_fired = [w.fault for w in self.workers.procs
                                if w.fault and w.fault_fired()]

@@ -105,9 +105,15 @@ async def _run_a_while(run: Run, datadir: Path | None) -> None:
     in the aborted last transaction, and a fresh store would have nothing to restore.
     """
     w = run.workers.start("w1", datadir=datadir)
-    target = len(run.watcher.aggregated) + 200
-    await run.watcher.wait_for(lambda: len(run.watcher.aggregated) >= target, 60,
-                               f"{target} aggregated")
+    watcher = run.watcher
+
+    def aggregated() -> int:
+        return len(watcher.aggregated) + len(watcher.aggregated_ids)
+
+    target = aggregated() + 200  # or everything, if fewer than 200 inputs are left
+    await watcher.wait_for(lambda: aggregated() >= target or (run.driver.done
+                                                              and watcher.drained()),
+                           60, f"{target} aggregated")
     run.workers.kill(w)
 
 
@@ -310,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="keep worker logs and data here (default: temp)")
     parser.add_argument("--system", choices=sorted(SYSTEMS), default="eoflow",
                         help="the system under test (default: eoflow)")
+    parser.add_argument("--app", choices=["eo", "features"], default="eo",
+                        help="eo_app, or features_app (windows, timers, group_by, ...)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # clean up workers and broker on SIGTERM
     from tools.kafka.kafkactl import KafkaBroker
@@ -323,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = RunConfig(args.bootstrap or broker.bootstrap,  # type: ignore[union-attr]
                             Path(tmp), f"{args.scenario.replace('_', '-')}-{int(time.time())}",
                             records=args.records, seed=args.seed, rate=args.rate,
-                            broker=broker, system=args.system)
+                            broker=broker, system=args.system, app=args.app)
             result = asyncio.run(run_scenario(args.scenario, cfg))
         finally:
             if broker is not None:

@@ -33,6 +33,9 @@ class Watcher:
     echoed: set[Src] = field(default_factory=set)
     aggregated: set[Src] = field(default_factory=set)
     dead: set[Src] = field(default_factory=set)
+    #: features_app's aggregates name their input by id, not by coordinates.
+    aggregated_ids: set[int] = field(default_factory=set)
+    ids: dict[Src, int] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def __aenter__(self) -> Watcher:
@@ -52,8 +55,9 @@ class Watcher:
         return len(self.echoed)
 
     def drained(self) -> bool:
-        return (self.ok <= self.echoed and self.ok <= self.aggregated
-                and self.poison <= self.dead)
+        aggregated = self.ok <= self.aggregated or (
+            bool(self.aggregated_ids) and {self.ids.get(s) for s in self.ok} <= self.aggregated_ids)
+        return self.ok <= self.echoed and aggregated and self.poison <= self.dead
 
     def status(self) -> str:
         return (f"inputs ok={len(self.ok)} poison={len(self.poison)}; echoed="
@@ -84,6 +88,7 @@ class Watcher:
             try:
                 value = json.loads(r.value or b"")
                 poison = any(value.get(k) is True for k in POISON_KINDS)
+                self.ids[(r.partition, r.offset)] = value["id"]
             except ValueError:
                 poison = True
             (self.poison if poison else self.ok).add((r.partition, r.offset))
@@ -95,5 +100,7 @@ class Watcher:
             v = json.loads(r.value or b"null")
             if r.topic == t.echo:
                 self.echoed.add((v["p"], v["o"]))
-            else:
+            elif "src" in v:
                 self.aggregated.add((v["src"][0], v["src"][1]))
+            else:
+                self.aggregated_ids.add(v["id"])

@@ -1,0 +1,106 @@
+"""The harness app that uses the features of issues 11 and 12, configured like ``eo_app``.
+
+``input`` (JSON ``{"id", "key", "n", "t"}``, ``t`` the event time in seconds):
+
+* ``ingest`` takes batches (``take(10, within=0.05)``) and yields, for each input, its echo
+  to two sinks: the ``echo`` topic and the ``audit`` agent, which writes ``audit-out``;
+* ``aggregate`` groups the inputs by ``key`` (``group_by``, through the repartition topic
+  ``{app}-aggregate-key-repartition``) and keeps, per key, the running fold in table
+  ``aggs`` (emitted to ``aggregates``), the count per 1-second window of event time in the
+  windowed table ``views`` (closed windows emitted once to ``finals``, late inputs to
+  ``late``), and the last id in the global table ``firsts``;
+* ``tick`` punctuates every input partition every 0.5 s: table ``ticks`` counts the runs
+  per partition and each run emits its new count to ``ticks-out``.
+
+Run it with ``eoflow worker -A tests.harness.features_app --datadir DIR --instance-id ID``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import eoflow
+
+from .app_common import (
+    APP_ID,
+    BROKER,
+    COMMIT_INTERVAL,
+    PARTITIONS,
+    PREFIX,
+    SESSION_TIMEOUT,
+    echo_value,
+    env,
+    fold,
+)
+
+#: Windows of event time (seconds), how long a window waits for stragglers, and a
+#: retention longer than any run (expiry is checked by unit tests; here every window
+#: must stay comparable).
+WINDOW, GRACE, EXPIRES = 1.0, 0.5, 1e6
+
+app = eoflow.App(
+    APP_ID,
+    broker=BROKER,
+    commit_interval=COMMIT_INTERVAL,
+    session_timeout=SESSION_TIMEOUT,
+    transaction_timeout=float(env("TXN_TIMEOUT", "20.0")),
+    max_retries=int(env("MAX_RETRIES", "3")),
+)
+
+inputs = app.topic(f"{PREFIX}-input", partitions=PARTITIONS, key_serializer="str")
+echo = app.topic(f"{PREFIX}-echo", partitions=PARTITIONS, key_serializer="str")
+audit_out = app.topic(f"{PREFIX}-audit-out", partitions=PARTITIONS, key_serializer="str")
+aggregates = app.topic(f"{PREFIX}-aggregates", partitions=PARTITIONS, key_serializer="str")
+finals = app.topic(f"{PREFIX}-finals", partitions=PARTITIONS, key_serializer="str")
+late = app.topic(f"{PREFIX}-late", partitions=PARTITIONS, key_serializer="str")
+ticks_out = app.topic(f"{PREFIX}-ticks-out", partitions=PARTITIONS, key_serializer="str")
+
+aggs = app.Table("aggs", default=dict, partitions=PARTITIONS)
+firsts = app.GlobalTable("firsts", partitions=PARTITIONS)
+ticks = app.Table("ticks", default=int, partitions=PARTITIONS)
+
+
+async def close_window(key: str, window: eoflow.Window, count: int) -> None:
+    await finals.send(key=key, value={"key": key, "start": window.start, "count": count})
+
+
+async def on_late(key: str, event: eoflow.Event[Any, Any]) -> None:
+    value = event.value
+    await late.send(key=key, value={"id": value["id"], "key": key, "t": value["t"]})
+
+
+views = (app.Table("views", default=int, partitions=PARTITIONS)
+         .tumbling(WINDOW, grace=GRACE, expires=EXPIRES, on_window_close=close_window,
+                   on_late=on_late)
+         .relative_to_field("t"))
+
+
+@app.agent(name="audit")
+async def audit(stream: eoflow.Stream[Any, dict[str, Any]]) -> None:
+    async for value in stream:
+        await audit_out.send(key=value["key"], value=value)
+
+
+@app.agent(inputs, name="ingest", sink=[echo, audit])
+async def ingest(stream: eoflow.Stream[str, dict[str, Any]]) -> Any:
+    async for batch in stream.take_events(10, within=0.05):
+        for event in batch:
+            yield echo_value(event.value, event.partition, event.offset)
+
+
+@app.agent(inputs, name="aggregate")
+async def aggregate(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
+    async for value in stream.group_by(lambda v: v["key"], name="key"):
+        key = value["key"]
+        agg = fold(aggs[key], value["n"])
+        aggs[key] = agg
+        await aggregates.send(key=key, value={"id": value["id"], **agg})
+        views[key] += 1
+        firsts[key] = value["id"]  # the last id per key: a deterministic fold
+
+
+@app.punctuate(inputs, every=0.5, name="tick")
+async def tick(partition: int) -> None:
+    ticks[str(partition)] += 1
+    await ticks_out.send(key=str(partition),
+                         value={"p": partition, "n": ticks[str(partition)]})

@@ -1,0 +1,222 @@
+"""The oracle of ``features_app``: every feature of issues 11 and 12, checked exactly.
+
+Inputs are identified by ``id`` with their multiplicity in the input topic (the driver
+may have sent one twice after a failed send; a group_by hop keeps the value, not the
+input's coordinates). Everything is read ``read_committed`` to the high watermark:
+
+* ``echo`` and ``audit-out`` (the two sinks of a yielding agent over ``take`` batches) and
+  the repartition topic hold every input exactly as often as the input topic does, and
+  each ``echo`` partition keeps each input partition's order (a sink's records have no
+  key, so one input partition's echoes spread over the echo partitions);
+* per key, ``aggregates`` is the running fold over that key's records in repartition
+  order, and the ``aggs`` changelog holds the final fold;
+* windows: for every (key, 1-second window), the committed count plus the ``late``
+  records equals the inputs of that window; each window is finalized at most once, with
+  its committed count, and every window its partition's stream time has passed (end +
+  grace) is finalized;
+* the global table ``firsts`` holds the last id of each key in repartition order;
+* per input partition, the punctuator's ``ticks-out`` counts run 1..N with no gap or
+  duplicate, and the ``ticks`` table holds N.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from eoflow._transport.batching import default_partition
+from eoflow._windows import STREAM_TIME_KEY, split_key
+from eoflow.testing import Record, TopicRead, read_topic
+
+from .app_common import fold
+from .oracle import OracleResult, Topics
+
+__all__ = ["FeatureTopics", "check"]
+
+WINDOW, GRACE = 1.0, 0.5  # as features_app
+
+
+@dataclass(frozen=True)
+class FeatureTopics(Topics):
+    """The topics of ``features_app`` (``echo``/``aggregates``/``dlq`` as ``eo_app``)."""
+
+    @property
+    def audit_out(self) -> str:
+        return f"{self.prefix}-audit-out"
+
+    @property
+    def finals(self) -> str:
+        return f"{self.prefix}-finals"
+
+    @property
+    def late(self) -> str:
+        return f"{self.prefix}-late"
+
+    @property
+    def ticks_out(self) -> str:
+        return f"{self.prefix}-ticks-out"
+
+    @property
+    def repartition(self) -> str:
+        return f"{self.app_id}-aggregate-key-repartition"
+
+    def changelog_of(self, table: str) -> str:
+        return f"{self.app_id}-{table}-changelog"
+
+    def created_up_front(self, partitions: int) -> dict[str, int]:
+        return {t: partitions for t in (self.input, self.echo, self.aggregates,
+                                        self.audit_out, self.finals, self.late,
+                                        self.ticks_out)} | {self.dlq: 1}
+
+
+def _values(read: TopicRead) -> list[tuple[Record, dict[str, Any]]]:
+    return [(r, json.loads(r.value)) for r in read.all() if r.value is not None]
+
+
+def _counts(result: OracleResult, what: str, got: Counter[int], want: Counter[int]) -> None:
+    extra, missing = got - want, want - got
+    result.add("duplicates", sum(extra.values()), f"{what}: ids more often than input",
+               sorted(extra))
+    result.add("losses", sum(missing.values()), f"{what}: ids missing", sorted(missing))
+
+
+async def check(bootstrap: str, topics: FeatureTopics, partitions: int) -> OracleResult:
+    result = OracleResult()
+    names = [topics.input, topics.echo, topics.audit_out, topics.repartition,
+             topics.aggregates, topics.finals, topics.late, topics.ticks_out,
+             *(topics.changelog_of(t) for t in ("aggs", "views", "firsts", "ticks"))]
+    reads = {name: await read_topic(bootstrap, name) for name in names}
+    for name, read in reads.items():
+        result.add("unfinished", len(read.unfinished), f"{name} never reached its high "
+                   "watermark (open transaction)", sorted(read.unfinished.items()))
+    inputs = [v for _, v in _values(reads[topics.input])]
+    want = Counter(v["id"] for v in inputs)
+    result.records = len(inputs)
+    by_id = {v["id"]: v for v in inputs}
+
+    echo = _values(reads[topics.echo])
+    _counts(result, "echo", Counter(v["id"] for _, v in echo), want)
+    _counts(result, "audit-out", Counter(v["id"] for _, v in _values(reads[topics.audit_out])),
+            want)
+    repartitioned = _values(reads[topics.repartition])
+    _counts(result, "repartition", Counter(v["id"] for _, v in repartitioned), want)
+    last_offset: dict[tuple[int, int], int] = {}
+    for r, v in echo:  # per echo partition, each input partition's echoes in offset order
+        lane = (r.partition, v["p"])
+        if v["o"] <= last_offset.get(lane, -1):
+            result.add("order_violations", 1, f"echo[{r.partition}]: input[{v['p']}]@{v['o']}"
+                       f" after @{last_offset[lane]}")
+        last_offset[lane] = max(v["o"], last_offset.get(lane, -1))
+    result.processed = sum(want.values())
+
+    _check_aggregates(result, repartitioned, _values(reads[topics.aggregates]),
+                      _fold_changelog(reads[topics.changelog_of("aggs")]))
+    _check_windows(result, inputs, reads, topics, partitions)
+    firsts = {json.loads(k): json.loads(v)
+              for p in _fold_changelog(reads[topics.changelog_of("firsts")]).values()
+              for k, v in p.items()}
+    last_by_key: dict[str, int] = {}
+    for _, v in repartitioned:
+        last_by_key[v["key"]] = v["id"]
+    bad = {k for k in set(firsts) | set(last_by_key) if firsts.get(k) != last_by_key.get(k)}
+    result.add("table_mismatches", len(bad), "global table firsts != last id per key",
+               sorted(bad))
+    _check_ticks(result, reads, topics)
+    if set(by_id) != set(want):
+        result.add("driver_missing", 1, "inputs without ids")
+    return result
+
+
+def _fold_changelog(read: TopicRead) -> dict[int, dict[bytes, bytes]]:
+    folded: dict[int, dict[bytes, bytes]] = defaultdict(dict)
+    for r in read.all():
+        if r.key is None:
+            continue
+        if r.value is None:
+            folded[r.partition].pop(r.key, None)
+        else:
+            folded[r.partition][r.key] = r.value
+    return folded
+
+
+def _check_aggregates(result: OracleResult, repartitioned: list[tuple[Record, dict[str, Any]]],
+                      aggregates: list[tuple[Record, dict[str, Any]]],
+                      table: dict[int, dict[bytes, bytes]]) -> None:
+    expected: dict[str, list[tuple[int, dict[str, int]]]] = defaultdict(list)
+    running: dict[str, dict[str, int]] = {}
+    for _, v in repartitioned:
+        running[v["key"]] = fold(running.get(v["key"], {}), v["n"])
+        expected[v["key"]].append((v["id"], running[v["key"]]))
+    got: dict[str, list[tuple[int, dict[str, int]]]] = defaultdict(list)
+    for r, v in aggregates:
+        got[r.key.decode() if r.key else ""].append(
+            (v["id"], {k: v[k] for k in ("sum", "count", "min", "max")}))
+    bad = [k for k in set(expected) | set(got) if expected.get(k) != got.get(k)]
+    result.add("aggregate_mismatches", len(bad), "aggregates != running fold in repartition "
+               "order", sorted(bad))
+    final = {json.loads(k): json.loads(v) for p in table.values() for k, v in p.items()}
+    bad = [k for k in set(final) | set(running) if final.get(k) != running.get(k)]
+    result.add("table_mismatches", len(bad), "aggs changelog != fold of all inputs", sorted(bad))
+
+
+def _window_of(t: float) -> float:
+    return math.floor(round(t, 3) / WINDOW) * WINDOW
+
+
+def _check_windows(result: OracleResult, inputs: Iterable[dict[str, Any]],
+                   reads: dict[str, TopicRead], topics: FeatureTopics, partitions: int) -> None:
+    want = Counter((v["key"], _window_of(v["t"])) for v in inputs)
+    counts: dict[tuple[str, float], int] = {}
+    stream_time: dict[int, float] = {}
+    for partition, entries in _fold_changelog(reads[topics.changelog_of("views")]).items():
+        for stored, raw in entries.items():
+            if stored == STREAM_TIME_KEY:
+                stream_time[partition] = int(raw) / 1000
+                continue
+            split = split_key(stored)
+            if split is not None:
+                counts[(json.loads(split[0]), split[1].start)] = json.loads(raw)
+    late = Counter((v["key"], _window_of(v["t"])) for _, v in _values(reads[topics.late]))
+    bad = [w for w in set(want) | set(counts) | set(late)
+           if counts.get(w, 0) + late.get(w, 0) != want.get(w, 0)]
+    result.add("table_mismatches", len(bad), "window count + late != inputs of the window",
+               sorted(bad)[:10])
+    finals = [(v["key"], v["start"], v["count"]) for _, v in _values(reads[topics.finals])]
+    fired = Counter((k, s) for k, s, _ in finals)
+    twice = [w for w, n in fired.items() if n > 1]
+    result.add("duplicates", len(twice), "windows finalized more than once", sorted(twice))
+    wrong = [(k, s, c) for k, s, c in finals if counts.get((k, s)) != c]
+    result.add("aggregate_mismatches", len(wrong), "a final's count != the window's "
+               "committed count", wrong[:10])
+    missing = [w for w in counts
+               if w[1] + WINDOW + GRACE <= stream_time.get(_partition_of(w[0], partitions), 0)
+               and w not in fired]
+    result.add("losses", len(missing), "closed windows never finalized", sorted(missing)[:10])
+    result.dead_lettered = 0
+
+
+def _partition_of(key: str, partitions: int) -> int:
+    return default_partition(json.dumps(key).encode(), partitions)
+
+
+def _check_ticks(result: OracleResult, reads: dict[str, TopicRead],
+                 topics: FeatureTopics) -> None:
+    runs: dict[int, list[int]] = defaultdict(list)
+    for _, v in _values(reads[topics.ticks_out]):
+        runs[v["p"]].append(v["n"])
+    table = {json.loads(k): json.loads(v)
+             for p in _fold_changelog(reads[topics.changelog_of("ticks")]).values()
+             for k, v in p.items()}
+    for partition, ns in sorted(runs.items()):
+        if sorted(ns) != list(range(1, len(ns) + 1)):
+            result.add("duplicates", 1, f"ticks of partition {partition} are not 1..N",
+                       sorted(ns)[:20])
+        if table.get(str(partition)) != len(ns):
+            result.add("table_mismatches", 1, f"ticks table p{partition}="
+                       f"{table.get(str(partition))} but {len(ns)} committed runs")
+    if not runs:
+        result.add("losses", 1, "the punctuator never committed a run")
