@@ -6,6 +6,14 @@
   ``EOFLOW_TEST_BOOTSTRAP=host:port`` an existing broker is used instead; then
   ``stop``/``start``/``restart`` skip the calling test.
 * ``kafka_bootstrap`` (session): the bootstrap address string.
+* ``kafka_cluster`` (session, opt-in): a :class:`tools.kafka.kafkactl.KafkaCluster` of three
+  broker+controller nodes (topics and internal topics RF 3, min.insync.replicas 2), same
+  Kafka version as ``kafka_broker``. A test that kills or stops a node restarts it and waits
+  for ``cluster.wait_in_sync()`` before it returns, so the next test finds three nodes.
+* ``kafka_sasl_broker`` (session, opt-in): a SASL_SSL broker (SCRAM-SHA-256/512 and PLAIN,
+  TLS with a CA made for the session) with the StandardAuthorizer on. ``admin`` is a super
+  user (``broker.client_config()`` connects as admin); ``alice`` and ``bob`` get only what
+  ``broker.add_acl(...)`` grants. Clients: ``AIOKafkaProducer(**broker.client_config(user))``.
 * ``topic_factory`` (function): ``topic_factory(partitions=1, *, name=None, config=None)``
   creates a uniquely named topic and returns its name; the topics are deleted afterwards.
   It is a plain (blocking) callable, so it works in sync and async tests alike.
@@ -24,11 +32,14 @@ import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pytest
 
 from eoflow.testing import create_topics, delete_topics
+
+if TYPE_CHECKING:
+    from tools.kafka.kafkactl import KafkaBroker, KafkaCluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -112,6 +123,36 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     broker = KafkaBroker(datadir=tmp_path_factory.mktemp("kafka"))
     try:
         broker.start(timeout=float(os.environ.get("EOFLOW_KAFKA_START_TIMEOUT", "120")))
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _start_timeout(factor: float = 1.0) -> float:
+    return factor * float(os.environ.get("EOFLOW_KAFKA_START_TIMEOUT", "120"))
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    from tools.kafka.kafkactl import KafkaCluster
+
+    cluster = KafkaCluster(brokers=3, datadir=tmp_path_factory.mktemp("kafka-cluster"),
+                           heap="384m")  # fmt: skip
+    try:
+        cluster.start(timeout=_start_timeout(2))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    from tools.kafka.kafkactl import KafkaBroker
+
+    broker = KafkaBroker(datadir=tmp_path_factory.mktemp("kafka-sasl"), heap="384m",
+                         security="sasl_ssl", authorizer=True)  # fmt: skip
+    try:
+        broker.start(timeout=_start_timeout())
         yield broker
     finally:
         broker.stop()

@@ -180,9 +180,8 @@ class KafkaBroker:
         return self._need_sasl("ssl_context").ssl_context()
 
     def client_config(
-        self, user: str = SUPER_USER, mechanism: str = "SCRAM-SHA-512",
-        password: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+        self, user: str = SUPER_USER, mechanism: str = "SCRAM-SHA-512", password: str | None = None
+    ) -> dict[str, Any]:
         """aiokafka keyword arguments to reach this broker: ``AIOKafkaProducer(**cfg)``.
 
         SASL_SSL: as ``user`` (default the super user) with ``mechanism``, and the user's
@@ -252,7 +251,7 @@ class KafkaBroker:
                 parts.append(f"--- {path} (tail)\n{tail}")
         return "\n".join(parts) or "(no broker output)"
 
-    # ---------------------------------------------------------------- ACLs
+    # ---------------------------------------------------------------- ACLs and tools
     def add_acl(self, principal: str, operations: str | list[str], **resource: Any) -> None:
         """Add an ACL with Kafka's own ``kafka-acls`` tool, run as the super user ``admin``.
 
@@ -273,11 +272,24 @@ class KafkaBroker:
         config.write_private(props, config.props_text(sasl.admin_properties()))
         main = "kafka.admin.AclCommand" if self.major == 3 else "org.apache.kafka.tools.AclCommand"
         args = ("--bootstrap-server", self.bootstrap, "--command-config", str(props), *args)
-        proc = self._run_tool(main, list(args), timeout=timeout)
+        proc = self.run_tool(main, list(args), timeout=timeout)
         if proc.returncode != 0:
             raise KafkaError(f"kafka-acls {' '.join(args[4:])} failed (rc={proc.returncode}):\n"
                              + tail_text(proc.stdout + proc.stderr, 30))  # fmt: skip
         return proc.stdout
+
+    def run_tool(
+        self, main: str, args: list[str], *, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run one of Kafka's command line tools, a main class from this version's jars
+        (e.g. ``org.apache.kafka.tools.FeatureCommand``), logging WARN to stderr."""
+        cmd = [find_java(), "-Xmx256m", self._logging_opt(console=True),
+               "-cp", f"{ensure_libs(self.version)}/*", main, *args]  # fmt: skip
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=False,
+                                  timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise KafkaError(f"{main} did not finish in {timeout:.0f} s") from exc
 
     # ---------------------------------------------------------------- config
     def node_spec(self) -> config.NodeSpec:
@@ -374,23 +386,12 @@ class KafkaBroker:
     def _format(self) -> None:
         args = ["format", "-t", self.cluster_id or new_cluster_id(), "-c", str(self.config_file),
                 "--ignore-formatted", *(self.sasl.format_args() if self.sasl else [])]
-        proc = self._run_tool("kafka.tools.StorageTool", args)
+        proc = self.run_tool("kafka.tools.StorageTool", args)
         with open(self.stdout_file, "a") as out:
             out.write(proc.stdout + proc.stderr)
         if proc.returncode != 0:
             raise KafkaError(f"kafka-storage format failed (rc={proc.returncode}):\n"
                              + tail_text(proc.stdout + proc.stderr, 40))  # fmt: skip
-
-    def _run_tool(self, main: str, args: list[str], *, timeout: float = 120.0,
-                  ) -> subprocess.CompletedProcess[str]:  # fmt: skip
-        """Run one of Kafka's command line tools (a main class from the jars)."""
-        cmd = [find_java(), "-Xmx256m", self._logging_opt(console=True),
-               "-cp", f"{ensure_libs(self.version)}/*", main, *args]  # fmt: skip
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, check=False,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
-        except subprocess.TimeoutExpired as exc:
-            raise KafkaError(f"{main} did not finish in {timeout:.0f} s") from exc
 
     def _logging_opt(self, *, console: bool) -> str:
         """The JVM option pointing log4j (Kafka 3) or log4j2 (Kafka 4) at a config written
