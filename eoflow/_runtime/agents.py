@@ -58,6 +58,13 @@ class AgentSupervisor:
             for spec in specs
         }
         self._group: asyncio.TaskGroup | None = None
+        #: Timer runs under way: participants of the interval, cancelled with the agents.
+        self._runs: set[asyncio.Task[None]] = set()
+
+    def adopt(self, run: asyncio.Task[None]) -> None:
+        """Cancel ``run`` with the agents on abort (until it is done)."""
+        self._runs.add(run)
+        run.add_done_callback(self._runs.discard)
 
     def route(self, agent: str, partition: int) -> AgentInstance:
         instances = self.instances[agent]
@@ -103,12 +110,14 @@ class AgentSupervisor:
         self._feeder_task = self._group.create_task(self._feeder(), name="dispatcher")
 
     async def cancel(self) -> None:
-        """Cancel the feeder and every agent; forget the events they held or had queued.
+        """Cancel the feeder, every agent and timer run; forget the events they held or had
+        queued.
 
         The feeder goes too: it may be blocked handing an event of the aborted interval to
         a full queue, and that event must not land in a queue after the rewind.
         """
         tasks = [i.task for i in self._all() if i.task is not None and not i.task.done()]
+        tasks += [run for run in self._runs if not run.done()]
         if self._feeder_task is not None and not self._feeder_task.done():
             tasks.append(self._feeder_task)
         self._feeder_task = None

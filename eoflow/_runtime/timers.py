@@ -4,15 +4,17 @@ A timer's (or crontab's, or punctuator's) run is a *participant* of the interval
 in: it starts only when dispatch is open (never during a commit), holds a place in flight
 so the barrier waits for it, and sends straight into the interval's transaction. A run
 that raises aborts the interval like a failing agent. Its effects commit together or not
-at all, but a run whose interval aborted is not repeated: the next one comes at its next
-due time (schedules are not persisted).
+at all: an abort of its interval (a failure elsewhere, or the run outliving the barrier's
+budget) cancels a run still going, like the agents. A run whose interval aborted is not
+repeated: the next one comes at its next due time (schedules are not persisted).
 
 A punctuator runs once per assigned partition of its topic, with that partition as its
 table context, so its table writes go to the partition's changelog in the transaction
 (and are fenced by the interval's TxnOffsetCommit).
 
-``@app.task`` runs once when the worker has its first assignment; it is not a
-participant: its sends join whatever interval is open (at most once).
+``@app.task`` runs once when the worker has its first assignment, beside the schedule (it
+may run for ever); it is not a participant: its sends join whatever interval is open (at
+most once).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Timers:
 
     def __init__(self, specs: list[TimerSpec], *, clock: Callable[[], float],
                  admit: Callable[[], Awaitable[int]], in_flight: InFlight,
+                 adopt: Callable[[asyncio.Task[None]], None],
                  failed: Callable[[BaseException, bool], None],
                  assignment: Callable[[], set[TopicPartition]], leader_topic: str | None) -> None:
         self._specs = [s for s in specs if s.kind != "task"]
@@ -63,6 +66,7 @@ class Timers:
         self._clock = clock
         self._admit = admit
         self._in_flight = in_flight
+        self._adopt = adopt
         self._failed = failed
         self._assignment = assignment
         self._leader_topic = leader_topic
@@ -81,11 +85,15 @@ class Timers:
             TopicPartition(self._leader_topic, 0) in self._assignment()
 
     async def run(self) -> None:
-        self._in_flight.unhold(await self._admit())  # from the first assignment on
-        for spec in self._tasks:
-            await self._once(spec)
-        if not self._specs:
-            return
+        """From the first assignment on: start the tasks, then run the schedule."""
+        self._in_flight.unhold(await self._admit())
+        async with asyncio.TaskGroup() as group:  # a task may run for ever, beside the rest
+            for spec in self._tasks:
+                group.create_task(self._once(spec), name=f"task-{spec.name}")
+            if self._specs:
+                group.create_task(self._schedule(), name="schedule")
+
+    async def _schedule(self) -> None:
         now = self._clock()
         due = {spec.name: spec.next_due(now, first=True) for spec in self._specs}
         while True:
@@ -100,6 +108,8 @@ class Timers:
             await asyncio.sleep(min(max(wait, 0.0), cap))
 
     async def _once(self, spec: TimerSpec) -> None:
+        if spec.on_leader and not self.is_leader():
+            return
         try:
             await spec.fun()
         except Exception as exc:
@@ -138,11 +148,22 @@ class Timers:
             finally:
                 participant.done()
 
+        task = asyncio.create_task(body(), name=f"timer-{spec.name}")
+        self._adopt(task)  # an abort of the interval cancels the run with the agents
         try:
-            await asyncio.create_task(body(), name=f"timer-{spec.name}")
-            self.runs += 1
-        except Exception as exc:
-            log.warning("%s %s raised: %r; aborting the interval", spec.kind, spec.name, exc)
-            self._failed(exc, False)
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()  # the worker stops: the run goes with it
+            raise
         finally:
             current_stream.set(None)
+        if task.cancelled():
+            log.warning("%s %s was cancelled: its interval aborted, so none of its effects "
+                        "commit; it runs again when next due", spec.kind, spec.name)
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.warning("%s %s raised: %r; aborting the interval", spec.kind, spec.name, exc)
+            self._failed(exc, False)
+            return
+        self.runs += 1

@@ -209,7 +209,7 @@ class Worker:
         self.rebalance = RebalanceHandler(self.committer, dispatcher, tables, consumer,
                                           self._spawn)
         self.timers = Timers(self.app.timers, clock=self.clock, admit=dispatcher.admit,
-                             in_flight=in_flight, failed=failed,
+                             in_flight=in_flight, adopt=supervisor.adopt, failed=failed,
                              assignment=consumer.assignment,
                              leader_topic=self.consumed[0] if self.consumed else None)
         consumer.subscribe(dispatcher.topics, self.rebalance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -154,3 +155,76 @@ async def test_a_punctuator_and_a_record_that_open_the_same_interval_begin_it_on
         relayed = [v for v in driver.values("out") if isinstance(v, dict) and "relayed" in v]
         assert [v["relayed"] for v in relayed] == list(range(5))
         assert driver.table("ticks") == {"p0": 5, "p1": 5}
+
+
+async def test_a_timer_run_whose_interval_aborts_commits_none_of_its_sends() -> None:
+    # A run slower than the barrier's budget: its interval aborts. Its later sends used
+    # to go on into the next interval, committing half a run.
+    app = eoflow.App("slow-timer")
+    out = app.topic("out", partitions=1)
+
+    @app.agent(app.topic("in", partitions=1))
+    async def idle(stream: eoflow.Stream[Any, Any]) -> None:
+        async for _ in stream:
+            pass
+
+    @app.timer(10)
+    async def slow() -> None:
+        await out.send(value="a")
+        await asyncio.sleep(1.2)
+        await out.send(value="b")
+
+    async with TestDriver(app, transaction_timeout=1.0) as driver:
+        driver.clock.advance(10)
+        await asyncio.sleep(2.0)
+        await driver.settle()
+        assert driver.values("out") == []  # cancelled with its interval; next run in 10 s
+
+
+async def test_a_task_that_never_returns_does_not_stop_the_timers() -> None:
+    app = eoflow.App("looping-task")
+    out = app.topic("out", partitions=1)
+
+    @app.agent(app.topic("in", partitions=1))
+    async def idle(stream: eoflow.Stream[Any, Any]) -> None:
+        async for _ in stream:
+            pass
+
+    @app.task
+    async def background() -> None:
+        while True:
+            await asyncio.sleep(0.01)
+
+    @app.timer(10)
+    async def tick() -> None:
+        await out.send(value="tick")
+
+    async with TestDriver(app) as driver:
+        await driver.advance(10)
+        assert driver.values("out") == ["tick"]
+
+
+async def test_an_on_leader_task_runs_only_on_the_leader() -> None:
+    from eoflow._app import TimerSpec
+    from eoflow._runtime.timers import Timers
+    from eoflow._stream import InFlight
+    from eoflow._transport.base import TopicPartition
+
+    ran: list[str] = []
+
+    async def task() -> None:
+        ran.append("task")
+
+    async def admit() -> int:
+        return in_flight.hold()
+
+    in_flight = InFlight()
+    for assigned, expected in (({TopicPartition("in", 1)}, []),
+                               ({TopicPartition("in", 0)}, ["task"])):
+        ran.clear()
+        timers = Timers([TimerSpec("t", task, "task", on_leader=True)], clock=lambda: 0.0,
+                        admit=admit, in_flight=in_flight, adopt=lambda run: None,
+                        failed=lambda exc, fatal: None, assignment=lambda a=assigned: a,
+                        leader_topic="in")
+        await timers.run()
+        assert ran == expected
