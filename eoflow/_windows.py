@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from eoflow._stream import Event, current_event
-from eoflow.errors import ConfigurationError, TableUsageError
+from eoflow.errors import ConfigurationError, SerializationError, TableUsageError
 
 if TYPE_CHECKING:
     from eoflow._table import Table
@@ -148,7 +148,7 @@ def event_time(event: Event[Any, Any], field: Callable[[Any], Any] | None) -> fl
         return found.timestamp()
     if isinstance(found, int | float):
         return float(found)
-    raise TableUsageError(
+    raise SerializationError(  # this record's fault, not the app's: it is dead-lettered
         f"relative_to_field: the field of {event.describe()} is {found!r}; a time must be a "
         "datetime or seconds since the epoch")
 

@@ -178,3 +178,24 @@ async def test_relative_to_field_windows_by_a_field_of_the_value() -> None:
         await driver.send("clicks", {"at": BASE + 61}, key="gus", timestamp=BASE + 1)
         await driver.settle()
         assert driver.table("views") == {("gus", Window(BASE + 60, BASE + 120)): 1}
+
+
+async def test_a_record_whose_time_field_is_not_a_time_is_dead_lettered() -> None:
+    app = eoflow.App("bad-field")
+    clicks = app.topic("clicks", partitions=1, key_serializer="str")
+    views = app.Table("views", default=int).tumbling(60).relative_to_field("at")
+
+    @app.agent(clicks)
+    async def count(stream: eoflow.Stream[str, Any]) -> None:
+        async for user, _ in stream.items():
+            views[user] += 1
+
+    async with TestDriver(app) as driver:
+        await driver.send("clicks", {"at": "yesterday"}, key="bad")
+        await driver.send("clicks", {"at": BASE + 1}, key="gus")
+        await driver.settle()
+        [letter] = driver.dead_letters()
+        assert letter.key == b"bad"  # the dead letter keeps the raw bytes
+        error = dict(letter.headers)["eoflow.error"].decode()
+        assert "clicks[0]@0" in error and "'yesterday'" in error
+        assert driver.table("views") == {("gus", Window(BASE, BASE + 60)): 1}
