@@ -359,14 +359,17 @@ class AgentTestContext:
     """Faust's ``agent.test_context()``: the app on the driver, fed through one agent.
 
     ``await ctx.put(value, key=...)`` sends to the agent's topic, waits until it is
-    processed and committed, and returns the input record (with its offset);
-    ``ctx.results[offset]`` is what a yielding agent yielded for that input.
+    processed and committed, and returns the input record (with its offset). As in Faust,
+    the context feeds one partition (0) unless ``put(partition=...)`` says otherwise, so
+    ``ctx.results[offset]`` is what a yielding agent yielded for the input at that offset
+    of partition 0; ``ctx.results_at[(partition, offset)]`` works for any partition.
     """
 
     def __init__(self, agent: Any, **options: Any) -> None:
         self.agent = agent
         self.driver = TestDriver(agent.spec.topics[0].app, **options)
         self.results: dict[int, list[Any]] = {}
+        self.results_at: dict[tuple[int, int], list[Any]] = {}
         self._original: Any = None
 
     async def __aenter__(self) -> AgentTestContext:
@@ -375,12 +378,14 @@ class AgentTestContext:
         from eoflow._stream import current_event
 
         app, spec = self.driver.app, self.agent.spec
-        results = self.results
+        results, results_at = self.results, self.results_at
 
         def record(item: Any) -> None:
             event = current_event.get()
             if event is not None:
-                results.setdefault(event.offset, []).append(item)
+                results_at.setdefault((event.partition, event.offset), []).append(item)
+                if event.partition == 0:
+                    results.setdefault(event.offset, []).append(item)
 
         self._original = spec
         app.agents[spec.name] = replace(spec, sink=(*spec.sink, record))
@@ -404,10 +409,11 @@ class AgentTestContext:
                   headers: Sequence[tuple[str, bytes]] = ()) -> Output:
         """Send one record to the agent's topic; return it once processed and committed."""
         topic = self.agent.spec.topics[0].name
+        partition = 0 if partition is None else partition
         offset = await self.driver.send(topic, value, key=key, partition=partition,
                                         timestamp=timestamp, headers=headers)
         await self.driver.settle()
         for out in self.driver.outputs(topic):
-            if out.offset == offset and (partition is None or out.partition == partition):
+            if (out.partition, out.offset) == (partition, offset):
                 return out
         raise RuntimeError(f"the record sent to {topic} at offset {offset} was not found")

@@ -146,6 +146,25 @@ async def test_faust_style_test_context_feeds_one_agent_and_keeps_its_results() 
     assert app.agents[add.spec.name].sink == (sums,)  # the recorder is gone afterwards
 
 
+async def test_test_context_on_a_topic_of_several_partitions_keeps_inputs_apart() -> None:
+    app = eoflow.App("doubler")
+    numbers = app.topic("numbers", partitions=4, key_serializer="str")
+
+    @app.agent(numbers)
+    async def double(stream: eoflow.Stream[str, int]) -> Any:
+        async for n in stream:
+            yield 2 * n
+
+    async with double.test_context() as agent:
+        first = await agent.put(1, key="y")
+        second = await agent.put(2, key="x")
+        assert (first.value, second.value) == (1, 2)
+        assert agent.results == {0: [2], 1: [4]}
+        elsewhere = await agent.put(3, key="x", partition=2)
+        assert agent.results_at[(2, elsewhere.offset)] == [6]
+        assert agent.results == {0: [2], 1: [4]}
+
+
 async def test_the_pytest_fixture_starts_and_stops_drivers(eoflow_driver: Any) -> None:
     driver = await eoflow_driver(wordcount())
     await driver.send("lines", "hello hello")
