@@ -29,6 +29,7 @@ import dataclasses
 import enum
 import functools
 import inspect
+import operator
 import sys
 import types
 import typing
@@ -447,6 +448,36 @@ def _copy_mutable_defaults(cls: type) -> None:
 
 
 # -- Record -----------------------------------------------------------------------------
+class FieldDescriptor:
+    """``Withdrawal.user`` on a Record class, as in Faust: names the field, so
+    ``stream.group_by(Withdrawal.user)`` works. On an instance, the field's value."""
+
+    def __init__(self, owner: type, f: dataclasses.Field[Any]) -> None:
+        self.owner = owner
+        self.name = f.name
+        self._field = f
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is not None:  # only reached for a field not in the instance's __dict__
+            raise AttributeError(self.name)
+        if owner is not None and "__dataclass_fields__" not in owner.__dict__:
+            # a subclass being made a dataclass reads inherited defaults through getattr
+            f = self._field
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f
+            raise AttributeError(self.name)
+        return self
+
+    def getter(self) -> Any:
+        """A function of a value that returns this field of it."""
+        return operator.attrgetter(self.name)
+
+    def __repr__(self) -> str:
+        return f"<field {self.owner.__name__}.{self.name}>"
+
+
 @dataclass_transform(field_specifiers=(dataclasses.field, dataclasses.Field))
 class Record:
     """A typed value: declare fields with annotations, as on a dataclass or ``faust.Record``.
@@ -467,6 +498,8 @@ class Record:
             hint = (f"; give it a default or declare `class {cls.__name__}(..., kw_only=True)`"
                     if "follows default argument" in str(exc) else "")
             raise ConfigurationError(f"record {_type_name(cls)}: {exc}{hint}") from None
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # a dataclass by now
+            setattr(cls, f.name, FieldDescriptor(cls, f))
         with contextlib.suppress(NameError):  # a forward reference: planned on first use
             _PLANS[cls] = _build_plan(cls)
 

@@ -28,6 +28,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from eoflow._models import FieldDescriptor
+
 if TYPE_CHECKING:
     from eoflow._topic import Topic
 
@@ -320,12 +322,15 @@ class Stream(Generic[KT, VT]):
         return Stream(self._source, position=self._position,
                       filters=(*self._filters, predicate), hops=self._hops)
 
-    def group_by(self, key: Callable[[VT], Any] | str, *, name: str | None = None,
-                 partitions: int | None = None) -> Stream[Any, VT]:
-        """Re-key the stream by ``key`` (a function of the value, or a field name) through
-        the topic ``{app_id}-{agent}-{name}-repartition``, inside the transaction; the
-        returned stream reads that topic, so tables keyed by the new key are
-        co-partitioned with it."""
+    def group_by(self, key: Callable[[VT], Any] | str | FieldDescriptor, *,
+                 name: str | None = None, partitions: int | None = None) -> Stream[Any, VT]:
+        """Re-key the stream by ``key`` (a function of the value, a field name, or a Record
+        field as in Faust: ``Withdrawal.user``) through the topic
+        ``{app_id}-{agent}-{name}-repartition``, inside the transaction; the returned
+        stream reads that topic, so tables keyed by the new key are co-partitioned with
+        it."""
+        if isinstance(key, FieldDescriptor):
+            key = key.name
         if isinstance(key, str):
             label, getter = key, _field_getter(key)
         else:

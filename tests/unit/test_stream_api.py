@@ -337,3 +337,25 @@ async def test_typed_records_flow_through_group_by_into_a_table_of_records() -> 
         assert driver.table("balances") == {"ann": Balance(12.5, 2), "bob": Balance(5.0, 1)}
         [dead] = driver.dead_letters()
         assert b"field 'amount'" in dict(dead.headers)["eoflow.error"]
+
+
+async def test_group_by_a_record_field_as_in_faust_even_one_with_a_default() -> None:
+    # Withdrawal.country used to be its default "NO": the app grouped by a field named
+    # "NO", created bank-track-NO-repartition and dead-lettered every record.
+    app = eoflow.App("bank")
+    withdrawals = app.topic("withdrawals", partitions=2, value_type=Withdrawal)
+    by_country = app.Table("by-country", default=float, partitions=2)
+
+    @app.agent(withdrawals, name="track")
+    async def track(stream: eoflow.Stream[Any, Withdrawal]) -> None:
+        async for w in stream.group_by(Withdrawal.country):
+            by_country[w.country] += w.amount
+
+    async with TestDriver(app) as driver:
+        for w in (Withdrawal("ann", 10.0), Withdrawal("bob", 5.0, "SE"),
+                  Withdrawal("cid", 1.5)):
+            await driver.send("withdrawals", w, key=w.user)
+        await driver.settle()
+        assert driver.table("by-country") == {"NO": 11.5, "SE": 5.0}
+        assert not driver.dead_letters()
+        assert "bank-track-country-repartition" in driver.broker.logs
