@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -47,9 +48,49 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
                         *, timeout: float = 30.0) -> Topics:
     """Create missing topics; return their partition counts and size limits.
 
+    Retries for up to ``timeout`` seconds while the cluster answers with retriable errors
+    (a node down, a leader or the controller moving): aiokafka's admin client sends each
+    request to a random known node, dead ones included until the controller fences them.
     Raises :class:`TopicMismatchError` when a topic exists with another partition count
     than its spec asks for.
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.2
+    while True:
+        try:
+            existing, limits, retention = await _describe_or_create(
+                bootstrap, specs, replication_factor, timeout)
+            break
+        except (TopicMismatchError, TransportError):
+            raise
+        except Exception as exc:
+            if not _retriable(exc) or loop.time() + delay > deadline:
+                raise TransportError(
+                    f"cannot create or describe topics at {bootstrap}: {exc!r}") from exc
+            log.warning("creating or describing topics at %s: %r; retrying in %.1fs",
+                        bootstrap, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    for spec in specs:
+        found = existing.get(spec.name)
+        if found is not None and found != spec.partitions:
+            raise TopicMismatchError(
+                f"topic {spec.name!r} exists with {found} partitions but the app declares "
+                f"{spec.partitions}; declare partitions={found}, or recreate the topic (its "
+                "data, committed offsets and any table built from it belong together)")
+    return Topics(existing, limits, retention)
+
+
+def _retriable(exc: BaseException) -> bool:
+    return isinstance(exc, asyncio.TimeoutError) or (
+        isinstance(exc, kerr.KafkaError) and bool(getattr(exc, "retriable", False)))
+
+
+async def _describe_or_create(bootstrap: str, specs: list[TopicSpec], replication_factor: int,
+                              timeout: float
+                              ) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
+    """One try, with a new admin client (so its metadata is fresh)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
     try:
         await asyncio.wait_for(admin.start(), timeout)
@@ -59,20 +100,9 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
             await _create(admin, missing, replication_factor)
             existing.update(await _wait_visible(admin, [s.name for s in missing], timeout))
         limits, retention = await _topic_configs(admin, [s.name for s in specs])
-    except (TopicMismatchError, TransportError):
-        raise
-    except Exception as exc:
-        raise TransportError(f"cannot create or describe topics at {bootstrap}: {exc!r}") from exc
     finally:
         await admin.close()
-    for spec in specs:
-        found = existing.get(spec.name)
-        if found is not None and found != spec.partitions:
-            raise TopicMismatchError(
-                f"topic {spec.name!r} exists with {found} partitions but the app declares "
-                f"{spec.partitions}; declare partitions={found}, or recreate the topic (its "
-                "data, committed offsets and any table built from it belong together)")
-    return Topics(existing, limits, retention)
+    return existing, limits, retention
 
 
 async def _topic_configs(admin: AIOKafkaAdminClient,
