@@ -40,7 +40,8 @@ __all__ = ["MAX_CONSECUTIVE_ABORTS", "Committer"]
 
 log = logging.getLogger(__name__)
 
-#: Consecutive aborted intervals after which the worker gives up (no progress is possible).
+#: Consecutive aborted intervals after which the worker gives up (no progress is possible:
+#: none of them counted a failure against a record).
 MAX_CONSECUTIVE_ABORTS = 20
 #: Share of ``transaction_timeout`` (from the interval's start) the barrier may wait.
 BARRIER_SHARE = 0.8
@@ -75,6 +76,7 @@ class Committer:
         #: What committed intervals carried, for the metrics.
         self.stats = stats or WorkerStats()
         self._consecutive_aborts = 0
+        self._blamed_before = 0
         self._abort_requested = asyncio.Event()
         #: An error that must stop the worker (raised by the control loop).
         self.fatal: BaseException | None = None
@@ -125,7 +127,11 @@ class Committer:
             error: BaseException = exc
         except Exception as exc:  # an unexpected error still must not commit
             error = exc
-        self._consecutive_aborts += 1
+        # An abort that counted a failure against a record is progress (that record is
+        # dead-lettered after max_retries): a backlog full of poison must not stop the worker.
+        progress = self._poison.blamed > self._blamed_before
+        self._blamed_before = self._poison.blamed
+        self._consecutive_aborts = 0 if progress else self._consecutive_aborts + 1
         await self.abort(error, rewind=rewind)
         if self._consecutive_aborts > MAX_CONSECUTIVE_ABORTS:
             raise EoflowError(

@@ -42,6 +42,9 @@ class PoisonLedger:
         self.max_retries = max_retries
         self._tries: dict[PoisonKey, int] = {}
         self._errors: dict[PoisonKey, str] = {}
+        #: Failures counted against a record so far: an abort that adds one brings that
+        #: record closer to the dead-letter topic, so it is progress.
+        self.blamed = 0
 
     def __bool__(self) -> bool:
         return bool(self._tries)
@@ -53,6 +56,7 @@ class PoisonLedger:
         """Count one failure of ``key``; returns the number of tries so far."""
         tries = self._tries.pop(key, 0) + 1  # re-inserted: the dict stays in age order
         self._tries[key] = tries
+        self.blamed += 1
         self._errors[key] = f"{type(error).__name__}: {error}"
         while len(self._tries) > MAX_ENTRIES:
             oldest = next(iter(self._tries))

@@ -108,6 +108,30 @@ async def test_undecodable_input_is_dead_lettered_with_its_coordinates() -> None
         assert dict(dead.headers)["eoflow.offset"] == b"1"
 
 
+async def test_a_backlog_with_many_poison_records_dead_letters_them_all() -> None:
+    # Each poison record aborts its interval max_retries times; with the whole backlog
+    # handed out at once, no interval commits in between. Those aborts are progress (each
+    # counts a failure against a record), so they must not add up to "20 intervals in a
+    # row aborted; stopping".
+    app = eoflow.App("backlog")
+    src = app.topic("in", partitions=1)
+    out = app.topic("out", partitions=1)
+
+    @app.agent(src)
+    async def check(stream: eoflow.Stream[Any, dict[str, Any]]) -> None:
+        async for value in stream:
+            if value.get("bad"):
+                raise ValueError(f"bad record {value['id']}")
+            await out.send(value=value["id"])
+
+    async with TestDriver(app, max_retries=3) as driver:
+        for i in range(300):
+            await driver.send("in", {"id": i, "bad": i % 20 == 19})
+        await driver.settle(timeout=60)
+        assert len(driver.dead_letters()) == 15
+        assert driver.values("out") == [i for i in range(300) if i % 20 != 19]
+
+
 async def test_a_new_instance_waits_out_the_dead_ones_transaction() -> None:
     """The dead worker's transaction holds changelog records and nothing can abort it but
     the broker's transaction timeout; the new instance (another id) waits, then goes on,
