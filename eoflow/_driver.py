@@ -244,7 +244,7 @@ class TestDriver:
         count = self.broker.partitions(topic)
         if partition is None:
             partition = 0 if key_bytes is None else default_partition(key_bytes, count)
-        stamp = None if timestamp is None else int(timestamp * 1000)
+        stamp = None if timestamp is None else round(timestamp * 1000)
         return self.broker.append(None, 0, topic, partition,
                                   [(key_bytes, value_bytes, stamp, tuple(headers))])
 

@@ -8,9 +8,15 @@
    the app's real topics is touched), while workers are killed with ``kill -9`` (some
    restarted on an empty data directory, as a new machine), the group rebalances, and
    one worker is paused past its session timeout and resumed (a zombie).
-3. **Compare** every topic the app declares (outputs, repartition topics, dead letters)
-   and every table, read ``read_committed``: per topic and key, the values in order (keyless
-   records as a multiset, since their partition is random). Each difference is printed.
+3. **Compare** every topic the app declares (outputs, repartition topics), its dead
+   letters (as a multiset of source topic, key and value) and every table, read
+   ``read_committed``: per topic and key, the values in order (keyless records as a
+   multiset, since their partition is random). Each difference is printed with the inputs
+   of the same key, and where the two runs first part.
+
+Both runs give input ``i`` the same Kafka timestamp (``INPUT_T0_MS + i``), so
+windows over event time compare. Timers run on the wall clock, which the two runs do not
+share: an app with timers must name what they write with ``ignore`` (``--ignore``).
 
 What it cannot see: effects outside Kafka (HTTP calls, databases, files) and anything
 the app does that does not reach a topic or a table.
@@ -29,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,11 @@ __all__ = ["Report", "load_inputs", "verify"]
 
 Input = tuple[str, Any, Any]  # (topic, key, value)
 Snapshot = dict[str, dict[str, list[str]]]  # name -> key -> values (in order)
+
+#: Input ``i`` has the Kafka timestamp ``INPUT_T0_MS + i`` in both runs (the test
+#: driver's clock starts there too).
+INPUT_T0_MS = 1_700_000_000_000
+DEAD_LETTERS = "dead letters"
 
 
 @dataclass
@@ -97,12 +108,24 @@ def load_inputs(spec: str, records: int) -> list[Input]:
 async def verify(app_spec: str, app: App, inputs: list[Input], *, bootstrap: str,
                  workers: int = 2, kills: int = 4, seed: int = 1, rate: float = 200.0,
                  timeout: float = 180.0, unordered: bool = False,
-                 settings: dict[str, str] | None = None,
+                 settings: dict[str, str] | None = None, ignore: Iterable[str] = (),
                  log: Callable[[str], None] = print) -> Report:
-    """Run ``app`` (importable as ``app_spec``) both ways and compare (module docstring)."""
+    """Run ``app`` (importable as ``app_spec``) both ways and compare (module docstring).
+    ``ignore`` names topics and tables left out of the comparison."""
     from eoflow._runtime.topology import discover
 
     await discover(app)  # declares the hops' topics: they are compared and drained too
+    ignored = set(ignore)
+    unknown_names = ignored - set(app.topics) - set(app.tables)
+    if unknown_names:
+        raise ConfigurationError(f"--ignore {sorted(unknown_names)}: app {app.id!r} has no "
+                                 "such topic or table")
+    timers = [t.name for t in app.timers if t.kind != "task"]
+    if timers and not ignored:
+        raise ConfigurationError(
+            f"app {app.id!r} has timers ({', '.join(timers)}): they run on the wall clock, "
+            "which the undisturbed and the chaos run do not share, so what they write "
+            "differs by design. Name the topics and tables they write with --ignore.")
     report = Report(records=len(inputs))
     fed = {topic for topic, _, _ in inputs}
     unknown = fed - set(app.topics)
@@ -112,16 +135,21 @@ async def verify(app_spec: str, app: App, inputs: list[Input], *, bootstrap: str
     log("reference: two undisturbed runs on the test driver, each in a fresh interpreter")
     first = await _reference_in_fresh_process(app_spec, inputs)
     second = await _reference_in_fresh_process(app_spec, inputs)
+    first, second = _without(first, ignored), _without(second, ignored)
     if first != second:
         report.deterministic = False
-        report.differences = _compare(first, second, unordered)
+        report.differences = _compare(first, second, unordered, inputs)
         return report
     log(f"chaos: {workers} workers on {bootstrap}, kill -9, fresh restarts, a zombie")
     chaos = await _chaos(app_spec, app, inputs, report, bootstrap=bootstrap, workers=workers,
                          kills=kills, seed=seed, rate=rate, timeout=timeout, log=log,
                          settings=settings or {})
-    report.differences = _compare(first, chaos, unordered)
+    report.differences = _compare(first, _without(chaos, ignored), unordered, inputs)
     return report
+
+
+def _without(snapshot: Snapshot, ignored: set[str]) -> Snapshot:
+    return {name: v for name, v in snapshot.items() if name.split(" ", 1)[1] not in ignored}
 
 
 # -- the reference ----------------------------------------------------------------------
@@ -145,8 +173,8 @@ def _reference_main(app_spec: str, inputs: list[Input], cwd: str) -> Snapshot:
 
 async def _reference(app: App, inputs: list[Input]) -> Snapshot:
     async with TestDriver(app) as driver:
-        for topic, key, value in inputs:
-            await driver.send(topic, value, key=key)
+        for i, (topic, key, value) in enumerate(inputs):
+            await driver.send(topic, value, key=key, timestamp=(INPUT_T0_MS + i) / 1000)
         await driver.settle(timeout=60)
         snapshot: Snapshot = {}
         for name in sorted(driver.broker.logs):
@@ -158,7 +186,21 @@ async def _reference(app: App, inputs: list[Input]) -> Snapshot:
         for table in app.tables:
             snapshot[f"table {table}"] = {repr(k): [repr(v)]
                                           for k, v in sorted(driver.table(table).items(), key=repr)}
+        snapshot[f"topic {DEAD_LETTERS}"] = _dead_letters(
+            (o.key, o.value, o.headers) for o in driver.dead_letters())
         return snapshot
+
+
+def _dead_letters(letters: Iterable[tuple[Any, Any, Iterable[tuple[str, bytes]]]],
+                  namespace: str = "") -> dict[str, list[str]]:
+    """Dead letters by source topic: ``key=value`` of each, as a multiset."""
+    grouped: dict[str, list[str]] = {}
+    for key, value, headers in letters:
+        source = dict(headers).get("eoflow.topic", b"?").decode().removeprefix(namespace)
+        grouped.setdefault(source, []).append(f"{key!r}={value!r}")
+    for values in grouped.values():
+        values.sort()
+    return grouped
 
 
 def _group(records: Iterable[tuple[Any, Any]]) -> dict[str, list[str]]:
@@ -263,10 +305,12 @@ async def _feed(app: App, inputs: list[Input], bootstrap: str, namespace: str,
     while i < len(inputs):
         topic = inputs[i][0]
         batch: list[tuple[bytes | None, bytes | None]] = []
+        stamps: list[int] = []
         while i < len(inputs) and inputs[i][0] == topic and len(batch) < chunk:
             batch.append(app.topics[topic].encode(inputs[i][1], inputs[i][2]))
+            stamps.append(INPUT_T0_MS + i)
             i += 1
-        await kit.produce(bootstrap, f"{namespace}.{topic}", batch)
+        await kit.produce(bootstrap, f"{namespace}.{topic}", batch, timestamps_ms=stamps)
         sent += len(batch)
         ahead = sent / rate - (time.monotonic() - started)
         if ahead > 0:
@@ -323,10 +367,17 @@ async def _snapshot(app: App, bootstrap: str, namespace: str) -> Snapshot:
                     contents[decoded[0]] = decoded[1]
         snapshot[f"table {name}"] = {repr(k): [repr(v)]
                                      for k, v in sorted(contents.items(), key=repr)}
+    with contextlib.suppress(Exception):  # no dead letter: no topic
+        read = await kit.read_topic(bootstrap, f"{namespace}.{app.settings.dlq_topic}",
+                                    timeout=30)
+        snapshot[f"topic {DEAD_LETTERS}"] = _dead_letters(
+            ((r.key, r.value, r.headers) for r in read.all()), f"{namespace}.")
+    snapshot.setdefault(f"topic {DEAD_LETTERS}", {})
     return snapshot
 
 
-def _compare(expected: Snapshot, got: Snapshot, unordered: bool) -> list[str]:
+def _compare(expected: Snapshot, got: Snapshot, unordered: bool,
+             inputs: Sequence[Input] = ()) -> list[str]:
     differences = []
     for name in sorted(set(expected) | set(got)):
         want, have = expected.get(name, {}), got.get(name, {})
@@ -335,10 +386,30 @@ def _compare(expected: Snapshot, got: Snapshot, unordered: bool) -> list[str]:
             if unordered:
                 a, b = sorted(a), sorted(b)
             if a != b:
-                differences.append(f"{name} key {key}: expected {_short(a)}, got {_short(b)}")
+                differences.append(f"{name} key {key}: {_parting(a, b)}"
+                                   + _inputs_of(key, inputs))
     return differences
 
 
-def _short(values: list[str], limit: int = 8) -> str:
-    shown = ", ".join(values[:limit])
-    return f"[{shown}{', ...' if len(values) > limit else ''}] ({len(values)} values)"
+def _parting(a: list[str], b: list[str], around: int = 3) -> str:
+    """Where two value lists first differ, with a few values before it."""
+    first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                 min(len(a), len(b)))
+    start = max(first - around, 0)
+
+    def part(values: list[str]) -> str:
+        shown = ", ".join(values[start:first + around])
+        return (f"[{'..., ' if start else ''}{shown}"
+                f"{', ...' if first + around < len(values) else ''}]")
+
+    return (f"{len(a)} values expected, {len(b)} got; they part at #{first}: expected "
+            f"{part(a)}, got {part(b)}")
+
+
+def _inputs_of(key: str, inputs: Sequence[Input], limit: int = 3) -> str:
+    same = [(i, topic, value) for i, (topic, k, value) in enumerate(inputs) if repr(k) == key]
+    if not same:
+        return ""
+    shown = "; ".join(f"#{i} {topic}: {value!r}" for i, topic, value in same[:limit])
+    more = f" (and {len(same) - limit} more)" if len(same) > limit else ""
+    return f"\n    inputs with key {key}: {shown}{more}"

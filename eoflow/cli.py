@@ -186,10 +186,13 @@ def _json_or_str(value: str) -> Any:
 @click.option("--session-timeout", type=float, help="for the chaos workers (a shorter one "
               "makes a verify run quicker, where the app does not set its own)")
 @click.option("--transaction-timeout", type=float, help="for the chaos workers, likewise")
+@click.option("--ignore", multiple=True, metavar="NAME",
+              help="a topic or table left out of the comparison (repeatable): what timers "
+              "write, which follows the wall clock")
 def verify_command(app_spec: str, inputs_spec: str, records: int, broker: str | None,
                    workers: int, kills: int, seed: int, rate: float, timeout: float,
                    unordered: bool, session_timeout: float | None,
-                   transaction_timeout: float | None) -> None:
+                   transaction_timeout: float | None, ignore: tuple[str, ...]) -> None:
     """Check that the app is exactly once under kill -9, rebalances and a zombie.
 
     Runs the inputs through the app undisturbed (twice, broker-less) and through worker
@@ -206,6 +209,7 @@ def verify_command(app_spec: str, inputs_spec: str, records: int, broker: str | 
         report = asyncio.run(verify(app_spec, app, inputs, bootstrap=bootstrap,
                                     workers=workers, kills=kills, seed=seed, rate=rate,
                                     timeout=timeout, unordered=unordered, log=click.echo,
+                                    ignore=ignore,
                                     settings={k: str(v) for k, v in (
                                         ("session_timeout", session_timeout),
                                         ("transaction_timeout", transaction_timeout))

@@ -119,13 +119,10 @@ class Sender:
         The record's timestamp is ``timestamp`` (seconds), else the event's being processed.
         """
         stream, event = current_stream.get(), current_event.get()
-        stamp = None if timestamp is None else int(timestamp * 1000)
-        if stream is not None and event is None and stream.participating():
-            await self._participant_send(stream, topic, key, value, partition, headers, stamp)
-            return
+        stamp = None if timestamp is None else round(timestamp * 1000)
         if stream is None or event is None:
-            async with self._lock:
-                await self._send(topic, key, value, partition, headers, None, stamp)
+            await self._send_outside_event(stream, topic, key, value, partition, headers,
+                                           stamp)
             return
         if not stream.holds(event):
             raise self.outlived(stream, event, f"send to {topic!r}")
@@ -133,13 +130,34 @@ class Sender:
         if stamp is None:
             stamp = event.timestamp
         if asyncio.current_task() is stream.task:
-            await self._send(topic, key, value, partition, headers, source, stamp)
+            if not self._append_now(topic, key, value, partition, headers, source, stamp):
+                await self._send(topic, key, value, partition, headers, source, stamp)
             return
         token = self._in_flight.hold()
         try:
             await self._send(topic, key, value, partition, headers, source, stamp)
         finally:
             self._in_flight.unhold(token)
+
+    def _append_now(self, topic: str, key: bytes | None, value: bytes | None,
+                    partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
+                    source: PoisonKey, stamp: int | None) -> bool:
+        """The common case, without an await: the interval is open and the record fits
+        the open batch of its partition. False (nothing sent) otherwise."""
+        interval = self.interval
+        return (interval.is_open and not interval.careful and self._partitioner.knows(topic)
+                and interval.batches.add(topic, key, value, partition, headers, source, stamp))
+
+    async def _send_outside_event(self, stream: Source | None, topic: str, key: bytes | None,
+                                  value: bytes | None, partition: int | None,
+                                  headers: Sequence[tuple[str, bytes]] | None,
+                                  stamp: int | None) -> None:
+        """A send with no event in hand: a timer's run, or code outside any agent."""
+        if stream is not None and stream.participating():
+            await self._participant_send(stream, topic, key, value, partition, headers, stamp)
+            return
+        async with self._lock:
+            await self._send(topic, key, value, partition, headers, None, stamp)
 
     async def _participant_send(self, scope: Source, topic: str, key: bytes | None,
                                 value: bytes | None, partition: int | None,
@@ -175,8 +193,11 @@ class Sender:
             await self.begin()
         try:
             if self._partitioner.knows(topic):
-                await interval.batches.append(topic, key, value, partition, headers, source,
-                                              alone=interval.careful, timestamp_ms=timestamp_ms)
+                batches = interval.batches
+                if interval.careful or not batches.add(topic, key, value, partition, headers,
+                                                       source, timestamp_ms):
+                    await batches.append(topic, key, value, partition, headers, source,
+                                         alone=interval.careful, timestamp_ms=timestamp_ms)
             else:
                 fut = await self._producer.send(topic, value, key, partition, headers,
                                                 timestamp_ms)

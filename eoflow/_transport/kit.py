@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,14 +90,19 @@ async def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
 async def produce(bootstrap: str, topic: str,
                   records: Iterable[tuple[bytes | None, bytes | None]],
                   *, partition: int | None = None,
-                  headers: list[tuple[str, bytes]] | None = None) -> None:
-    """Produce ``(key, value)`` pairs with an idempotent producer and wait for all acks."""
+                  headers: list[tuple[str, bytes]] | None = None,
+                  timestamps_ms: Sequence[int] | None = None) -> None:
+    """Produce ``(key, value)`` pairs with an idempotent producer and wait for all acks
+    (with ``timestamps_ms``, the i-th record gets the i-th timestamp)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
                                 linger_ms=5, max_request_size=8 * 1024 * 1024)
     await producer.start()
     try:
         futures = [await producer.send(topic, value=v, key=k, partition=partition,
-                                       headers=headers) for k, v in records]
+                                       headers=headers,
+                                       timestamp_ms=None if timestamps_ms is None
+                                       else timestamps_ms[i])
+                   for i, (k, v) in enumerate(records)]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

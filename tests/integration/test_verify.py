@@ -43,3 +43,21 @@ def test_an_app_that_is_not_deterministic_is_not_judged(kafka_bootstrap: str,
                         "--inputs", "tests.integration.verify_apps:events", "--records", "10")
     assert result.exit_code == 1, result.output
     assert "NOT DETERMINISTIC" in result.output
+
+
+def test_windows_dead_letters_and_ignored_timer_topics_compare(kafka_bootstrap: str) -> None:
+    result = run_verify(kafka_bootstrap, "-A", "tests.integration.verify_apps:windowed",
+                        "--inputs", "tests.integration.verify_apps:orders", "--records", "400",
+                        "--rate", "100", "--ignore", "ticks")
+    assert result.exit_code == 0, result.output
+    assert "exactly once" in result.output
+
+
+def test_a_difference_is_shown_where_the_runs_part_with_its_inputs(
+        kafka_bootstrap: str) -> None:
+    result = run_verify(kafka_bootstrap, "-A", "tests.integration.verify_apps:leaky",
+                        "--inputs", "tests.integration.verify_apps:events", "--records", "600",
+                        "--rate", "100", "--seed", "3")
+    assert result.exit_code == 1, result.output
+    assert "they part at #" in result.output
+    assert "inputs with key 'k" in result.output

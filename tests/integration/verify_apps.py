@@ -46,3 +46,31 @@ dice_out = dice.topic("rolls", partitions=1, key_serializer="str")
 async def roll(stream: eoflow.Stream[str, Any]) -> None:
     async for key, _ in stream.items():
         await dice_out.send(key=key, value=random.random())
+
+
+def orders(n: int) -> list[tuple[str, Any, Any]]:
+    """Inputs for ``windowed``: every 50th order is bad (no amount) and is dead-lettered."""
+    return [("orders", f"c{i % 4}", {"id": i} if i % 50 == 49 else {"id": i, "amount": i % 7})
+            for i in range(n)]
+
+
+# Windows on the Kafka timestamp, dead letters and a timer: what verify used to misjudge
+# (the undisturbed run's timestamps were all one instant, dead letters were not compared,
+# and the timer's ticks differed by design).
+windowed = eoflow.App("windowed", session_timeout=3.0, commit_interval=0.1)
+windowed_orders = windowed.topic("orders", partitions=2, key_serializer="str")
+windowed_totals = windowed.topic("totals", partitions=2, key_serializer="str")
+windowed_ticks = windowed.topic("ticks", partitions=1)
+per_100ms = windowed.Table("per-100ms", default=int, partitions=2).tumbling(0.1, expires=3600)
+
+
+@windowed.agent(windowed_orders)
+async def total(stream: eoflow.Stream[str, Any]) -> None:
+    async for customer, order in stream.items():
+        per_100ms[customer] += order["amount"]
+        await windowed_totals.send(key=customer, value=per_100ms[customer].current())
+
+
+@windowed.timer(0.5)
+async def tick() -> None:
+    await windowed_ticks.send(value="tick")
