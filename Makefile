@@ -24,9 +24,11 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install -q -e '.[test]'
 	@touch $@
 
-# Download the broker jars once (Maven Central -> ~/.cache/eoflow), outside any test timeout.
+# Download the broker jars once (Maven Central -> ~/.cache/eoflow), outside any test timeout:
+# the default 3.9 and the 4.x release (tests/integration/test_launcher_kafka4.py always
+# starts one; make test-kafka4 runs everything on it).
 kafka-libs:
-	@$(PYTHON) tools/kafka/kafkactl.py libs >/dev/null
+	@$(PYTHON) tools/kafka/kafkactl.py libs --all >/dev/null
 
 lint: venv
 	$(VENV)/bin/ruff check eoflow tests apps tools
@@ -36,6 +38,13 @@ typecheck: venv
 
 test: venv kafka-libs lint typecheck
 	$(VENV)/bin/pytest -q --durations=15 $(PYTEST_ARGS)
+
+# The integration and e2e suites on Kafka 4.x (pom.xml's kafka4.version): every broker,
+# cluster and SASL broker the fixtures start. `make test` stays on 3.9.
+.PHONY: test-kafka4
+test-kafka4: venv kafka-libs
+	EOFLOW_KAFKA_VERSION=4 $(VENV)/bin/pytest -q --durations=15 tests/integration tests/e2e \
+		$(PYTEST_ARGS)
 
 demo: venv kafka-libs
 	$(VPY) tools/demo.py
