@@ -76,9 +76,11 @@ class Topic(Generic[KT, VT]):
         """
         if len(self.names) != 1:
             raise ConfigurationError(f"cannot send to multi-topic {self.names}: name one topic")
-        runtime = self.app._require_runtime(f"send to topic {self.name!r}")
-        key_bytes, value_bytes = self.encode(key, value)
-        await runtime.send(self.name, key_bytes, value_bytes, partition, headers, timestamp)
+        runtime = self.app._runtime or self.app._require_runtime(f"send to topic {self.name!r}")
+        await runtime.send(self.names[0],
+                           None if key is None else self.key_codec.dumps(key),
+                           None if value is None else self.value_codec.dumps(value),
+                           partition, headers, timestamp)
 
     def __repr__(self) -> str:
         return f"<Topic {', '.join(self.names)}>"

@@ -129,9 +129,10 @@ class Sender:
         source = PoisonKey(stream.agent, event.topic, event.partition, event.offset)
         if stamp is None:
             stamp = event.timestamp
+        if self._append_now(topic, key, value, partition, headers, source, stamp):
+            return  # no await: no barrier can pass meanwhile, whichever task sent it
         if asyncio.current_task() is stream.task:
-            if not self._append_now(topic, key, value, partition, headers, source, stamp):
-                await self._send(topic, key, value, partition, headers, source, stamp)
+            await self._send(topic, key, value, partition, headers, source, stamp)
             return
         token = self._in_flight.hold()
         try:

@@ -62,10 +62,11 @@ class _Runtime:
     sender: Sender
     tables: TableBackend
 
-    async def send(self, topic: str, key: bytes | None, value: bytes | None,
-                   partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
-                   timestamp: float | None = None) -> None:
-        await self.sender.send(topic, key, value, partition, headers, timestamp)
+    def send(self, topic: str, key: bytes | None, value: bytes | None,
+             partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
+             timestamp: float | None = None) -> Coroutine[Any, Any, None]:
+        # The sender's coroutine itself, not one more awaited around it (per record).
+        return self.sender.send(topic, key, value, partition, headers, timestamp)
 
 
 class Worker:

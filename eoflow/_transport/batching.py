@@ -32,6 +32,8 @@ _CACHE_LIMIT = 100_000
 #: Bytes a record batch adds around its records (v2 header), plus headroom.
 BATCH_OVERHEAD = 128
 _RECORD_OVERHEAD = 24  # varints for length, attributes, deltas and counts
+#: Shared by every record without headers (builders only iterate it).
+_NO_HEADERS: list[tuple[str, bytes]] = []
 
 
 def record_size(key: bytes | None, value: bytes | None,
@@ -120,6 +122,24 @@ class OutputBatches:
         #: The first refused hand-off: its records are gone, the interval must abort.
         self.failure: BaseException | None = None
 
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
+            partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
+            source: Hashable | None, timestamp_ms: int | None = None) -> bool:
+        """Append a record to its partition's open batch without awaiting (the common
+        case); False, with nothing touched, when that batch is full and must be handed to
+        the producer first (:meth:`append` does that). Refuses records as it does."""
+        tp, size, limit = self._place(topic, key, value, partition, headers)
+        open_batch = self._open.get(tp)
+        if open_batch is None:
+            open_batch = self._open[tp] = _Open(self._producer.create_batch())
+        elif open_batch.builder.size() + size + BATCH_OVERHEAD > limit:
+            return False
+        if open_batch.builder.append(key=key, value=value, timestamp=timestamp_ms,
+                                     headers=list(headers) if headers else _NO_HEADERS) is None:
+            return False
+        open_batch.sources.append(source)
+        return True
+
     async def append(self, topic: str, key: bytes | None, value: bytes | None,
                      partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
                      source: Hashable | None, *, alone: bool = False,
@@ -132,21 +152,14 @@ class OutputBatches:
         Neither touches the batches. ``alone`` sends the record in a batch of its own (to
         blame failures).
         """
-        size = record_size(key, value, headers)
-        limit = self._limits.get(topic, DEFAULT_MAX_MESSAGE_BYTES)
-        check_record_size(topic, partition, key, size, limit)
-        if partition is None:
-            partition = self._partitioner.partition_for(topic, key)
-        else:
-            check_partition(topic, partition, self._partitioner.counts[topic])
-        tp = (topic, partition)
+        tp, size, limit = self._place(topic, key, value, partition, headers)
         open_batch = self._open.get(tp)
         if open_batch is not None and open_batch.builder.size() + size + BATCH_OVERHEAD > limit:
             await self._submit(tp, self._open.pop(tp))
             open_batch = None
         if open_batch is None:
             open_batch = self._open[tp] = _Open(self._producer.create_batch())
-        headers = list(headers) if headers else []
+        headers = list(headers) if headers else _NO_HEADERS
         if open_batch.builder.append(key=key, value=value, timestamp=timestamp_ms,
                                      headers=headers) is None:
             await self._submit(tp, self._open.pop(tp))
@@ -156,6 +169,20 @@ class OutputBatches:
         open_batch.sources.append(source)
         if alone:
             await self._submit(tp, self._open.pop(tp))
+
+    def _place(self, topic: str, key: bytes | None, value: bytes | None,
+               partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
+               ) -> tuple[tuple[str, int], int, int]:
+        """``((topic, partition), record size, topic's size limit)``; refuses a record
+        that is too large or names a partition the topic does not have."""
+        size = record_size(key, value, headers)
+        limit = self._limits.get(topic, DEFAULT_MAX_MESSAGE_BYTES)
+        check_record_size(topic, partition, key, size, limit)
+        if partition is None:
+            partition = self._partitioner.partition_for(topic, key)
+        else:
+            check_partition(topic, partition, self._partitioner.counts[topic])
+        return (topic, partition), size, limit
 
     async def flush(self) -> None:
         """Hand every open batch to the producer (the commit barrier calls this)."""
@@ -170,4 +197,12 @@ class OutputBatches:
             if self.failure is None:
                 self.failure = exc
             raise
+        # The commit reads every batch's outcome; an interval that aborts first does not,
+        # and asyncio would log each failed batch as "exception was never retrieved".
+        future.add_done_callback(_retrieved)
         self.sent.append(SentBatch(future, tp[0], tp[1], tuple(open_batch.sources)))
+
+
+def _retrieved(future: Any) -> None:
+    if not future.cancelled():
+        future.exception()
