@@ -15,12 +15,14 @@
 from eoflow import errors
 from eoflow._app import AgentHandle, App
 from eoflow._models import Record
+from eoflow._security import OAuthCredentials, SASLCredentials, SSLCredentials
 from eoflow._settings import Settings
 from eoflow._stream import Event, Stream
 from eoflow._table import GlobalTable, SetTable, Table
 from eoflow._topic import Topic
 from eoflow._windows import Window, WindowedTable, WindowSet
 
-__all__ = ["AgentHandle", "App", "Event", "GlobalTable", "Record", "SetTable", "Settings",
-           "Stream", "Table", "Topic", "Window", "WindowSet", "WindowedTable", "errors"]
+__all__ = ["AgentHandle", "App", "Event", "GlobalTable", "OAuthCredentials", "Record",
+           "SASLCredentials", "SSLCredentials", "SetTable", "Settings", "Stream", "Table",
+           "Topic", "Window", "WindowSet", "WindowedTable", "errors"]
 __version__ = "0.1.0"

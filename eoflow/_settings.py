@@ -11,6 +11,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from eoflow._security import (
+    Credentials,
+    OAuthCredentials,
+    SASLCredentials,
+    SSLCredentials,
+    client_kwargs,
+    credentials_from_env,
+)
 from eoflow.errors import ConfigurationError
 
 __all__ = ["COMPRESSION_TYPES", "ENV_PREFIX", "Guarantee", "Settings", "parse_broker",
@@ -76,6 +84,9 @@ class Settings:
     web_port: int = 6066
     #: The URL other workers use to reach this one (default ``http://{web_host}:{port}``).
     web_url: str | None = None
+    #: TLS / SASL credentials for every client (see :mod:`eoflow._security`); from
+    #: ``EOFLOW_SASL_*`` / ``EOFLOW_SSL_*`` when not given.
+    broker_credentials: Credentials | None = field(default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _APP_ID.match(self.app_id):
@@ -97,6 +108,11 @@ class Settings:
         parse_broker(self.broker)
         self._check_clients()
         self._check_web()
+        if self.broker_credentials is not None and not isinstance(
+                self.broker_credentials, SSLCredentials | SASLCredentials | OAuthCredentials):
+            raise ConfigurationError(
+                f"broker_credentials={self.broker_credentials!r}: use eoflow.SSLCredentials, "
+                "eoflow.SASLCredentials or eoflow.OAuthCredentials")
         object.__setattr__(self, "datadir", Path(self.datadir) if self.datadir is not None
                            else Path(f"./{self.app_id}-data"))
 
@@ -114,6 +130,11 @@ class Settings:
         if self.auto_offset_reset not in ("earliest", "latest"):
             raise ConfigurationError(
                 f"auto_offset_reset={self.auto_offset_reset!r}: use 'earliest' or 'latest'")
+
+    @property
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments every client of this app gets (its credentials)."""
+        return client_kwargs(self.broker_credentials)
 
     def _check_web(self) -> None:
         if not isinstance(self.web_port, int) or not 0 <= self.web_port <= 65535:
@@ -161,9 +182,12 @@ def settings_from_env(environ: dict[str, str] | None = None) -> dict[str, object
     for f in fields(Settings):
         name = ENV_PREFIX + f.name.upper()
         raw = env.get(name)
-        if raw is None or f.name == "app_id":
+        if raw is None or f.name in ("app_id", "broker_credentials"):
             continue
         found[f.name] = _from_env(name, str(f.type), raw)
+    credentials = credentials_from_env(env)
+    if credentials is not None:
+        found["broker_credentials"] = credentials
     return found
 
 

@@ -18,7 +18,8 @@ async def describe(app: App, broker: str | None) -> GroupView:
     plans = await discover(app)
     topics = sorted({n for plan in plans for spec in plan.specs for t in spec.topics
                      for n in t.names})
-    return await describe_group(parse_broker(broker or app.settings.broker), app.id, topics)
+    return await describe_group(parse_broker(broker or app.settings.broker), app.id, topics,
+                                app.settings.client_options)
 
 
 def render(view: GroupView) -> str:

@@ -23,7 +23,8 @@ def read_table(app: App, table: Any, *, datadir: str | None, from_changelog: boo
     if from_changelog:
         bootstrap = parse_broker(broker or settings.broker)
         try:
-            return asyncio.run(read_changelog(bootstrap, settings.changelog_topic(table.name)))
+            return asyncio.run(read_changelog(bootstrap, settings.changelog_topic(table.name),
+                                              client_options=settings.client_options))
         except EoflowError as exc:
             raise EoflowError(f"changelog of table {table.name!r}: {exc}") from exc
     root = Path(datadir) if datadir else settings.datadir

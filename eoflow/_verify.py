@@ -269,7 +269,7 @@ async def _chaos(app_spec: str, app: App, inputs: list[Input], report: Report, *
             for name in names:
                 pool.start(name)
             feeding = asyncio.create_task(_feed(app, inputs, bootstrap, namespace, rate))
-            await _first_commit(bootstrap, f"{namespace}.{app.id}", timeout)
+            await _first_commit(app, bootstrap, f"{namespace}.{app.id}", timeout)
             for k in range(kills):  # while the workers process: they have state to lose
                 await asyncio.sleep(rng.uniform(0.5, 2.0))
                 victim = rng.choice(sorted(pool.procs))
@@ -310,16 +310,19 @@ async def _feed(app: App, inputs: list[Input], bootstrap: str, namespace: str,
             batch.append(app.topics[topic].encode(inputs[i][1], inputs[i][2]))
             stamps.append(INPUT_T0_MS + i)
             i += 1
-        await kit.produce(bootstrap, f"{namespace}.{topic}", batch, timestamps_ms=stamps)
+        await kit.produce(bootstrap, f"{namespace}.{topic}", batch, timestamps_ms=stamps,
+                          client_options=app.settings.client_options)
         sent += len(batch)
         ahead = sent / rate - (time.monotonic() - started)
         if ahead > 0:
             await asyncio.sleep(ahead)
 
 
-async def _first_commit(bootstrap: str, group: str, timeout: float) -> None:
+async def _first_commit(app: App, bootstrap: str, group: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while not any(offset > 0 for offset in (await kit.group_offsets(bootstrap, group)).values()):
+    options = app.settings.client_options
+    while not any(offset > 0 for offset in (await kit.group_offsets(
+            bootstrap, group, client_options=options)).values()):
         if time.monotonic() > deadline:
             raise TimeoutError(f"the workers committed nothing in {timeout:.0f}s")
         await asyncio.sleep(0.2)
@@ -333,10 +336,12 @@ async def _drained(app: App, bootstrap: str, namespace: str, timeout: float) -> 
     consumed |= {f"{namespace}.{n}" for n in app.topics if n.endswith("-repartition")}
     deadline = time.monotonic() + timeout
     while True:
-        committed = await kit.group_offsets(bootstrap, group)
+        committed = await kit.group_offsets(bootstrap, group,
+                                            client_options=app.settings.client_options)
         pending = []
         for topic in sorted(consumed):
-            read = await kit.read_topic(bootstrap, topic, timeout=5)
+            read = await kit.read_topic(bootstrap, topic, timeout=5,
+                                        client_options=app.settings.client_options)
             for partition, records in read.records.items():
                 if records and committed.get((topic, partition), -1) <= records[-1].offset:
                     pending.append(f"{topic}[{partition}]")
@@ -352,7 +357,8 @@ async def _snapshot(app: App, bootstrap: str, namespace: str) -> Snapshot:
     snapshot: Snapshot = {}
     for name, topic in sorted(app.topics.items()):
         with contextlib.suppress(Exception):  # a topic the run never created: compared empty
-            read = await kit.read_topic(bootstrap, f"{namespace}.{name}", timeout=30)
+            read = await kit.read_topic(bootstrap, f"{namespace}.{name}", timeout=30,
+                                        client_options=app.settings.client_options)
             snapshot[f"topic {name}"] = _group(
                 (None if r.key is None else topic.key_codec.loads(r.key),
                  None if r.value is None else topic.value_codec.loads(r.value))
@@ -361,7 +367,8 @@ async def _snapshot(app: App, bootstrap: str, namespace: str) -> Snapshot:
         changelog = f"{namespace}.{app.settings.changelog_topic(name)}"
         contents: dict[Any, Any] = {}
         with contextlib.suppress(Exception):
-            for key, value in (await kit.read_changelog(bootstrap, changelog)).items():
+            for key, value in (await kit.read_changelog(
+                    bootstrap, changelog, client_options=app.settings.client_options)).items():
                 decoded = table.decode_changelog(key, value)
                 if decoded is not None:
                     contents[decoded[0]] = decoded[1]
@@ -369,7 +376,7 @@ async def _snapshot(app: App, bootstrap: str, namespace: str) -> Snapshot:
                                      for k, v in sorted(contents.items(), key=repr)}
     with contextlib.suppress(Exception):  # no dead letter: no topic
         read = await kit.read_topic(bootstrap, f"{namespace}.{app.settings.dlq_topic}",
-                                    timeout=30)
+                                    timeout=30, client_options=app.settings.client_options)
         snapshot[f"topic {DEAD_LETTERS}"] = _dead_letters(
             ((r.key, r.value, r.headers) for r in read.all()), f"{namespace}.")
     snapshot.setdefault(f"topic {DEAD_LETTERS}", {})

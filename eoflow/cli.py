@@ -116,7 +116,9 @@ def send(topic: str, value: str, key: str | None, partition: int | None,
         for _ in range(repeat):
             meta = asyncio.run(send_one(parse_broker(bootstrap), topic, key_bytes,
                                         value_bytes, partition=partition,
-                                        headers=header_list or None))
+                                        headers=header_list or None,
+                                        client_options=app.settings.client_options
+                                        if app else None))
             click.echo(f"sent to {topic}[{meta[0]}]@{meta[1]}")
     except EoflowError as exc:
         raise click.ClickException(str(exc)) from exc

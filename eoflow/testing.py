@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from eoflow._app import App
@@ -77,11 +77,12 @@ async def running(app: App, settings: Settings | None = None,
 
 
 async def wait_for_records(bootstrap: str, topic: str, count: int, *,
-                           timeout: float = 60.0) -> list[Record]:
+                           timeout: float = 60.0,
+                           client_options: Mapping[str, Any] | None = None) -> list[Record]:
     """Poll ``topic`` until at least ``count`` committed records are visible; return them."""
     deadline = time.monotonic() + timeout
     while True:
-        records = await read_committed(bootstrap, topic)
+        records = await read_committed(bootstrap, topic, client_options=client_options)
         if len(records) >= count or time.monotonic() > deadline:
             return records
         await asyncio.sleep(0.2)

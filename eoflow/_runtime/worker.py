@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from eoflow._app import App
+from eoflow._security import describe
 from eoflow._settings import Settings
 from eoflow._stream import InFlight
 from eoflow._table import TableBackend
@@ -147,13 +148,15 @@ class Worker:
             from eoflow._transport.kafka import KafkaTransport
 
             self._transport = KafkaTransport(
-                settings.bootstrap, consumer_options=settings.consumer_options,
+                settings.bootstrap, settings.client_options,
+                consumer_options=settings.consumer_options,
                 producer_options=settings.producer_options,
                 compression_type=settings.compression_type,
                 auto_offset_reset=settings.auto_offset_reset)
         transport = self._transport
         instance_id = settings.instance_id or load_instance_id(settings.datadir, settings.app_id)
         plans = await discover(self.app)  # before the topics: hops declare theirs
+        await transport.check_access(describe(settings.broker_credentials))
         topics = await self._ensure_topics(transport, plans)
         client_id = f"{settings.app_id}-{instance_id}"
         producer = transport.producer(client_id, transactional=settings.exactly_once,

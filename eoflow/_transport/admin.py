@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -45,7 +47,8 @@ class Topics:
 
 
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_factor: int,
-                        *, timeout: float = 30.0) -> Topics:
+                        *, timeout: float = 30.0,
+                        client_options: Mapping[str, Any] | None = None) -> Topics:
     """Create missing topics; return their partition counts and size limits.
 
     Retries for up to ``timeout`` seconds while the cluster answers with retriable errors
@@ -60,7 +63,7 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
     while True:
         try:
             existing, limits, retention = await _describe_or_create(
-                bootstrap, specs, replication_factor, timeout)
+                bootstrap, specs, replication_factor, timeout, client_options or {})
             break
         except (TopicMismatchError, TransportError):
             raise
@@ -88,10 +91,11 @@ def _retriable(exc: BaseException) -> bool:
 
 
 async def _describe_or_create(bootstrap: str, specs: list[TopicSpec], replication_factor: int,
-                              timeout: float
+                              timeout: float, client_options: Mapping[str, Any]
                               ) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
     """One try, with a new admin client (so its metadata is fresh)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000,
+                                **client_options)
     try:
         await asyncio.wait_for(admin.start(), timeout)
         existing = await _partition_counts(admin, [s.name for s in specs])

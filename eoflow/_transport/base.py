@@ -202,6 +202,9 @@ Step = Callable[[], Awaitable[None]]
 class Transport(Protocol):
     """Everything the worker needs from Kafka, built from one place (Kafka or memory)."""
 
+    async def check_access(self, who: str) -> None:
+        """Raise a named error at start if the cluster refuses this worker's credentials."""
+
     async def ensure_topics(self, specs: Sequence[Any], replication_factor: int) -> Any:
         """Create missing topics; return ``admin.Topics`` (counts, limits, retention)."""
         ...

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from aiokafka import errors as kerr
 
 from eoflow.errors import (
+    ConfigurationError,
     EoflowError,
     ProducerFencedError,
     RecordRejectedError,
@@ -39,6 +40,14 @@ RETRIABLE_GROUP_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+_AUTHORIZATION_ERRORS: tuple[type[BaseException], ...] = (
+    kerr.TopicAuthorizationFailedError,
+    kerr.GroupAuthorizationFailedError,
+    kerr.ClusterAuthorizationFailedError,
+    kerr.TransactionalIdAuthorizationFailed,
+)
+
+
 def translate(exc: BaseException, what: str) -> Exception:
     """Map an exception raised while doing ``what`` to an eoflow error."""
     if isinstance(exc, EoflowError):
@@ -48,6 +57,12 @@ def translate(exc: BaseException, what: str) -> Exception:
             f"{what}: the producer was fenced (a newer producer with the same transactional "
             "id started, or the broker aborted a transaction that outlived "
             "transaction_timeout)")
+    if isinstance(exc, _AUTHORIZATION_ERRORS):
+        return ConfigurationError(
+            f"{what}: not authorized ({type(exc).__name__}: {exc}): the principal this worker "
+            "connects as lacks an ACL (WRITE/DESCRIBE on the topic, READ on the group, WRITE "
+            "on the transactional id, or IDEMPOTENT_WRITE on the cluster); grant it and "
+            "restart. Nothing of the interval was committed.")
     if isinstance(exc, AssertionError) and "partition" in str(exc).lower():
         return RecordRejectedError(f"{what}: {exc} (the topic has no such partition)")
     if isinstance(exc, RETRIABLE_GROUP_ERRORS):

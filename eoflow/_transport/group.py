@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,12 +73,16 @@ class GroupView:
         return max(times) if times else None
 
 
-async def describe_group(bootstrap: str, group_id: str, topics: list[str]) -> GroupView:
+async def describe_group(bootstrap: str, group_id: str, topics: list[str],
+                         client_options: Mapping[str, Any] | None = None) -> GroupView:
     """Describe ``group_id``; ``topics`` are the app's input topics (every partition of
     them is listed, assigned or not)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    options = dict(client_options or {})
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000,
+                                **options)
     ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                            isolation_level="read_committed", enable_auto_commit=False)
+                            isolation_level="read_committed", enable_auto_commit=False,
+                            **options)
     try:
         await admin.start()
         await ends.start()

@@ -9,6 +9,7 @@ from .admin import Topics, TopicSpec, ensure_topics
 from .changelog import KafkaChangelogReader
 from .consumer import KafkaGroupConsumer
 from .options import check_consumer_options, check_producer_options
+from .preflight import check_credentials
 from .producer import TransactionalProducer
 
 __all__ = ["KafkaTransport"]
@@ -34,8 +35,14 @@ class KafkaTransport:
         self._compression = compression_type
         self._auto_offset_reset = auto_offset_reset
 
+    async def check_access(self, who: str) -> None:
+        """Fail at start, named, if the cluster refuses this worker's credentials."""
+        if self._options:
+            await check_credentials(self.bootstrap, self._options, who)
+
     async def ensure_topics(self, specs: Sequence[TopicSpec], replication_factor: int) -> Topics:
-        return await ensure_topics(self.bootstrap, list(specs), replication_factor)
+        return await ensure_topics(self.bootstrap, list(specs), replication_factor,
+                                   client_options=self._options)
 
     def producer(self, transactional_id: str, *, transactional: bool,
                  transaction_timeout: float, client_id: str) -> TransactionalProducer:

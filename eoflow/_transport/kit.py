@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
 
+from eoflow._security import client_kwargs, credentials_from_env
 from eoflow.errors import TransportError
 
 __all__ = ["Record", "TopicRead", "create_topics", "delete_topics", "group_offsets", "produce",
@@ -55,7 +56,7 @@ async def create_topics(bootstrap: str, topics: Mapping[str, int],
                         replication_factor: int = 1, timeout: float = 30.0,
                         client_options: Mapping[str, Any] | None = None) -> None:
     """Create ``{name: partitions}`` (existing topics are fine); wait for their leaders."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **dict(client_options or {}))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_options(client_options))
     await admin.start()
     try:
         new = [NewTopic(name, num_partitions=n, replication_factor=replication_factor,
@@ -78,8 +79,9 @@ async def create_topics(bootstrap: str, topics: Mapping[str, int],
         await admin.close()
 
 
-async def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def delete_topics(bootstrap: str, names: Iterable[str], *,
+                        client_options: Mapping[str, Any] | None = None) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_options(client_options))
     await admin.start()
     try:
         await admin.delete_topics(list(names), timeout_ms=10000)
@@ -91,11 +93,13 @@ async def produce(bootstrap: str, topic: str,
                   records: Iterable[tuple[bytes | None, bytes | None]],
                   *, partition: int | None = None,
                   headers: list[tuple[str, bytes]] | None = None,
-                  timestamps_ms: Sequence[int] | None = None) -> None:
+                  timestamps_ms: Sequence[int] | None = None,
+                  client_options: Mapping[str, Any] | None = None) -> None:
     """Produce ``(key, value)`` pairs with an idempotent producer and wait for all acks
     (with ``timestamps_ms``, the i-th record gets the i-th timestamp)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                linger_ms=5, max_request_size=8 * 1024 * 1024)
+                                linger_ms=5, max_request_size=8 * 1024 * 1024,
+                                **_options(client_options))
     await producer.start()
     try:
         futures = [await producer.send(topic, value=v, key=k, partition=partition,
@@ -110,9 +114,11 @@ async def produce(bootstrap: str, topic: str,
 
 async def send_one(bootstrap: str, topic: str, key: bytes | None, value: bytes | None, *,
                    partition: int | None = None,
-                   headers: list[tuple[str, bytes]] | None = None) -> tuple[int, int]:
+                   headers: list[tuple[str, bytes]] | None = None,
+                   client_options: Mapping[str, Any] | None = None) -> tuple[int, int]:
     """Produce one record (idempotent, acks=all); returns ``(partition, offset)``."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                **_options(client_options))
     try:
         await producer.start()
         meta = await producer.send_and_wait(topic, value=value, key=key, partition=partition,
@@ -125,7 +131,8 @@ async def send_one(bootstrap: str, topic: str, key: bytes | None, value: bytes |
 
 
 async def read_topic(bootstrap: str, topic: str, *, committed: bool = True,
-                     timeout: float = 60.0, to_stable: bool = False) -> TopicRead:
+                     timeout: float = 60.0, to_stable: bool = False,
+                     client_options: Mapping[str, Any] | None = None) -> TopicRead:
     """Read ``topic`` from the beginning to its high watermark.
 
     With ``committed`` the reader is ``read_committed``: its position can reach the high
@@ -136,12 +143,13 @@ async def read_topic(bootstrap: str, topic: str, *, committed: bool = True,
     Raises :class:`TransportError` for a missing topic.
     """
     isolation = "read_committed" if committed else "read_uncommitted"
+    options = _options(client_options)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation,
                                 enable_auto_commit=False, group_id=None,
                                 max_partition_fetch_bytes=8 * 1024 * 1024,
-                                fetch_max_bytes=64 * 1024 * 1024)
+                                fetch_max_bytes=64 * 1024 * 1024, **options)
     ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                            isolation_level="read_uncommitted")
+                            isolation_level="read_uncommitted", **options)
     await consumer.start()
     await ends.start()
     try:
@@ -169,24 +177,28 @@ async def read_topic(bootstrap: str, topic: str, *, committed: bool = True,
         await ends.stop()
 
 
-async def read_committed(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[Record]:
+async def read_committed(bootstrap: str, topic: str, *, timeout: float = 30.0,
+                         client_options: Mapping[str, Any] | None = None) -> list[Record]:
     """Every record of ``topic`` a ``read_committed`` reader sees now (up to the last stable
     offset), partition by partition in offset order.
 
     Raises :class:`TimeoutError` if the positions do not reach those ends in time.
     """
-    read = await read_topic(bootstrap, topic, timeout=timeout, to_stable=True)
+    read = await read_topic(bootstrap, topic, timeout=timeout, to_stable=True,
+                            client_options=client_options)
     if read.unfinished:
         raise TimeoutError(f"reading {topic!r} did not reach its end offsets "
                            f"{read.unfinished}")
     return read.all()
 
 
-async def read_changelog(bootstrap: str, topic: str, *,
-                         timeout: float = 30.0) -> dict[bytes, bytes]:
+async def read_changelog(bootstrap: str, topic: str, *, timeout: float = 30.0,
+                         client_options: Mapping[str, Any] | None = None
+                         ) -> dict[bytes, bytes]:
     """Fold a changelog topic: its committed records, tombstones deleting."""
     contents: dict[bytes, bytes] = {}
-    read = await read_topic(bootstrap, topic, timeout=timeout, to_stable=True)
+    read = await read_topic(bootstrap, topic, timeout=timeout, to_stable=True,
+                            client_options=client_options)
     for record in read.all():
         if record.key is None:
             continue
@@ -197,13 +209,13 @@ async def read_changelog(bootstrap: str, topic: str, *,
     return contents
 
 
-async def tail(bootstrap: str, topics: Iterable[str], *,
-               committed: bool = True) -> AsyncIterator[Record]:
+async def tail(bootstrap: str, topics: Iterable[str], *, committed: bool = True,
+               client_options: Mapping[str, Any] | None = None) -> AsyncIterator[Record]:
     """Every record of ``topics`` from the beginning, then each new one as it arrives."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
         isolation_level="read_committed" if committed else "read_uncommitted",
-        max_partition_fetch_bytes=8 * 1024 * 1024)
+        max_partition_fetch_bytes=8 * 1024 * 1024, **_options(client_options))
     await consumer.start()
     try:
         tps = [tp for name in topics for tp in await _partitions_of(consumer, name)]
@@ -219,9 +231,11 @@ async def tail(bootstrap: str, topics: Iterable[str], *,
         await consumer.stop()
 
 
-async def group_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
+async def group_offsets(bootstrap: str, group: str, *,
+                        client_options: Mapping[str, Any] | None = None
+                        ) -> dict[tuple[str, int], int]:
     """The offsets ``group`` has committed: ``(topic, partition) -> offset``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_options(client_options))
     await admin.start()
     try:
         found = await admin.list_consumer_group_offsets(group)
@@ -230,6 +244,14 @@ async def group_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int
     finally:
         await admin.close()
     return {(tp.topic, tp.partition): int(om.offset) for tp, om in found.items()}
+
+
+def _options(client_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What every client gets: ``client_options``, else the credentials of the
+    ``EOFLOW_SASL_*`` / ``EOFLOW_SSL_*`` environment (plaintext when none)."""
+    if client_options is not None:
+        return dict(client_options)
+    return client_kwargs(credentials_from_env())
 
 
 async def _partitions_of(consumer: AIOKafkaConsumer, topic: str,

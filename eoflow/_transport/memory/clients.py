@@ -408,6 +408,9 @@ class MemoryTransport:
         for member in self.members:
             member.session_expires()
 
+    async def check_access(self, who: str) -> None:
+        """Nothing to check: the memory broker has no credentials."""
+
     async def ensure_topics(self, specs: Sequence[TopicSpec], replication_factor: int) -> Topics:
         for spec in specs:
             found = self.broker.partitions(spec.name)
