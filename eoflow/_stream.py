@@ -191,11 +191,15 @@ class Source:
     async def next(self, filters: Sequence[Predicate] = ()) -> Event[Any, Any]:
         """Finish what is in hand; take the next event that passes ``filters``."""
         while True:
-            await self.run_deferred()
+            if self._deferred:
+                await self.run_deferred()
             self.finish()
-            item = await self._get()
-            self._hand([item])
-            if await _passes(filters, item.value):
+            if self._closed or self._queue.empty():
+                item = await self._get()
+            else:  # the common case under load: no coroutine, no suspension
+                item = self._queue.get_nowait()
+            self._hand(item)
+            if not filters or await _passes(filters, item.value):
                 return item
 
     async def next_batch(self, max_: int, within: float | None,
@@ -256,10 +260,10 @@ class Source:
             return getter.result()  # type: ignore[no-any-return]
         return None
 
-    def _hand(self, items: list[Event[Any, Any]]) -> None:
-        self._current = items[-1]
+    def _hand(self, item: Event[Any, Any]) -> None:
+        self._current = item
         self._taken_at = time.monotonic()
-        current_event.set(self._current)
+        current_event.set(item)
 
     def _check_open(self) -> None:
         if self._closed:
