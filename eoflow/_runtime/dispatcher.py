@@ -182,49 +182,53 @@ class Dispatcher:
                 await asyncio.sleep(0.5)
                 continue
             for tp, records in batch.items():
-                if records:
-                    self.fetched_to[tp] = records[-1].offset + 1
-                for record in records:
-                    if not self._gate.is_set():
-                        await self._gate.wait()
-                    if epoch != self._epoch:
-                        break
-                    await self._dispatch(tp, record)
                 if epoch != self._epoch:
                     break
+                if records:
+                    self.fetched_to[tp] = records[-1].offset + 1
+                if not await self._dispatch(tp, records, epoch):
+                    break
 
-    async def _dispatch(self, tp: TopicPartition, record: ConsumedRecord) -> None:
-        """Hand one record to its agents (or the dead-letter topic).
+    async def _dispatch(self, tp: TopicPartition, records: Sequence[ConsumedRecord],
+                        epoch: int) -> bool:
+        """Hand the records of one partition to their agents (or the dead-letter topic);
+        False once an abort or a revoke (a new epoch) made the rest stale.
 
         The event is counted in flight and its offset recorded *before* it is queued, so
         a barrier can never commit an interval that holds the event's outputs but not
         its offset. The common case does no await before queueing, so it cannot
         interleave with a barrier; the rest (opening the transaction, dead letters) holds
         ``_busy``, which the barrier waits for. A full queue may block on a slow agent
-        without blocking the barrier.
+        without blocking the barrier. Routes are looked up once per partition's records.
         """
-        deliveries = self._prepare(tp, record) if self._is_open() and not self._poison \
-            else None
-        if deliveries is None:
-            async with self._busy:
-                await self._begin()
-                deliveries = await self._prepare_slowly(tp, record)
-        for queue, event in deliveries:
-            if queue.full():
-                await queue.put(event)
-            else:
-                queue.put_nowait(event)
+        targets = [(route.topic, self._supervisor.route(route.spec.name, tp.partition).queue)
+                   for route in self._routes[tp.topic]]
+        for record in records:
+            if not self._gate.is_set():
+                await self._gate.wait()
+            if epoch != self._epoch:
+                return False
+            deliveries = self._prepare(tp, record, targets) \
+                if self._is_open() and not self._poison else None
+            if deliveries is None:
+                async with self._busy:
+                    await self._begin()
+                    deliveries = await self._prepare_slowly(tp, record)
+            for queue, event in deliveries:
+                if queue.full():
+                    await queue.put(event)
+                else:
+                    queue.put_nowait(event)
+        return True
 
-    def _prepare(self, tp: TopicPartition, record: ConsumedRecord) -> _Deliveries | None:
-        """Decode for every route; None if a record needs the dead-letter path."""
-        deliveries: _Deliveries = []
-        for route in self._routes[record.topic]:
-            try:
-                event = _decode(route.topic, record)
-            except SerializationError:
-                return None
-            deliveries.append((self._supervisor.route(route.spec.name, record.partition).queue,
-                               event))
+    def _prepare(self, tp: TopicPartition, record: ConsumedRecord,
+                 targets: list[tuple[Topic[Any, Any], asyncio.Queue[Any]]],
+                 ) -> _Deliveries | None:
+        """Decode for every target; None if a record needs the dead-letter path."""
+        try:
+            deliveries = [(queue, _decode(topic, record)) for topic, queue in targets]
+        except SerializationError:
+            return None
         self._account(tp, record, len(deliveries))
         return deliveries
 
