@@ -171,6 +171,8 @@ class App:
         chosen = {**settings_from_env(), **{k: v for k, v in given.items() if v is not None}}
         self.settings = Settings(app_id=id, **chosen)
         self.topics: dict[str, Topic[Any, Any]] = {}
+        #: Topics declared with ``pattern=``: resolved to names at worker start.
+        self.patterns: list[Topic[Any, Any]] = []
         self.agents: dict[str, AgentSpec] = {}
         self.tables: dict[str, Table[Any, Any]] = {}
         self.timers: list[TimerSpec] = []
@@ -190,22 +192,36 @@ class App:
         config: dict[str, str] | None = None,
         key_type: type | None = None,
         value_type: type | None = None,
+        pattern: str | None = None,
     ) -> Topic[Any, Any]:
         """Declare a topic (created at worker start when missing).
 
         ``key_type`` / ``value_type`` (an :class:`eoflow.Record`, a dataclass, a pydantic
         model, ``str``, ``int``...) encode and check keys and values; a record that does not
-        decode or validate is dead-lettered with the reason."""
+        decode or validate is dead-lettered with the reason. ``pattern=`` (a regular
+        expression matching whole names) subscribes to every existing topic it matches
+        when the worker starts, as Faust's ``app.topic(pattern=...)``; a source only."""
         if self.namespace:
             names = tuple(n if n.startswith(f"{self.namespace}.") else f"{self.namespace}.{n}"
                           for n in names)
+            if pattern is not None:
+                pattern = rf"{re.escape(self.namespace)}\.(?:{pattern})"
         topic: Topic[Any, Any] = Topic(
             self, names, partitions=partitions, key_serializer=key_serializer,
             value_serializer=value_serializer, config=config, key_type=key_type,
-            value_type=value_type)
+            value_type=value_type, pattern=pattern)
+        if pattern is not None:
+            self.patterns.append(topic)
         for name in names:
             self.topics[name] = topic
         return topic
+
+    def resolve_patterns(self, existing: dict[str, int]) -> None:
+        """Give every ``pattern=`` topic the existing topics it matches (worker start)."""
+        for topic in self.patterns:
+            topic.resolve(existing)
+            for name in topic.names:
+                self.topics[name] = topic
 
     def agent(
         self,

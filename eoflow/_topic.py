@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -34,9 +35,17 @@ class Topic(Generic[KT, VT]):
         key_type: type | None = None,
         value_type: type | None = None,
         config: dict[str, str] | None = None,
+        pattern: str | None = None,
     ) -> None:
-        if not names:
-            raise ConfigurationError("a topic needs at least one name")
+        if not names and pattern is None:
+            raise ConfigurationError("a topic needs at least one name, or a pattern")
+        if names and pattern is not None:
+            raise ConfigurationError(f"topic {names[0]!r}: give names or a pattern, not both")
+        try:
+            self.pattern = None if pattern is None else re.compile(pattern)
+        except re.error as exc:
+            raise ConfigurationError(f"topic pattern {pattern!r}: {exc}") from None
+        names = names or (f"<pattern {pattern}>",)
         if partitions is not None and partitions < 1:
             raise ConfigurationError(f"topic {names[0]!r}: partitions must be >= 1")
         self.app = app
@@ -46,6 +55,24 @@ class Topic(Generic[KT, VT]):
         self.value_codec = resolve_codec(value_serializer, value_type,
                                          f"topic {names[0]!r} value")
         self.config = dict(config or {})
+
+    def resolve(self, existing: dict[str, int]) -> None:
+        """A pattern topic becomes the existing topics its pattern matches (whole names),
+        at worker start; they must share one partition count."""
+        if self.pattern is None:
+            return
+        matched = {n: count for n, count in sorted(existing.items())
+                   if self.pattern.fullmatch(n)}
+        if not matched:
+            raise ConfigurationError(
+                f"topic pattern {self.pattern.pattern!r} matches no topic: eoflow subscribes "
+                "to the topics that exist when the worker starts (create them first)")
+        counts = set(matched.values())
+        if len(counts) > 1:
+            raise ConfigurationError(
+                f"topic pattern {self.pattern.pattern!r} matches topics with different "
+                f"partition counts {matched}: a source's topics share one count")
+        self.names, self.partitions = tuple(matched), counts.pop()
 
     @property
     def name(self) -> str:
@@ -74,7 +101,7 @@ class Topic(Generic[KT, VT]):
         record's timestamp is ``timestamp`` (seconds since the epoch) or, while processing
         an event, that event's timestamp (event time flows downstream).
         """
-        if len(self.names) != 1:
+        if len(self.names) != 1 or self.pattern is not None:
             raise ConfigurationError(f"cannot send to multi-topic {self.names}: name one topic")
         runtime = self.app._runtime or self.app._require_runtime(f"send to topic {self.name!r}")
         await runtime.send(self.names[0],

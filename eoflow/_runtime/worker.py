@@ -155,6 +155,8 @@ class Worker:
                 auto_offset_reset=settings.auto_offset_reset)
         transport = self._transport
         instance_id = settings.instance_id or load_instance_id(settings.datadir, settings.app_id)
+        if self.app.patterns:  # pattern subscriptions: the topics that exist now
+            self.app.resolve_patterns(await transport.list_topics())
         plans = await discover(self.app)  # before the topics: hops declare theirs
         await transport.check_access(describe(settings.broker_credentials))
         topics = await self._ensure_topics(transport, plans)

@@ -131,6 +131,23 @@ async def _topic_configs(admin: AIOKafkaAdminClient,
             {name: retention.get(name, DEFAULT_DELETE_RETENTION) for name in names})
 
 
+async def list_topics(bootstrap: str, *,
+                      client_options: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Every topic of the cluster (internal ``__`` ones left out) with its partition count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000,
+                                **dict(client_options or {}))
+    try:
+        await admin.start()
+        names = [n for n in await admin.list_topics() if not n.startswith("__")]
+        return await _partition_counts(admin, names) if names else {}
+    except TransportError:
+        raise
+    except Exception as exc:
+        raise TransportError(f"listing the topics at {bootstrap}: {exc!r}") from exc
+    finally:
+        await admin.close()
+
+
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for topic in await admin.describe_topics(sorted(set(names))):

@@ -205,6 +205,10 @@ class Transport(Protocol):
     async def check_access(self, who: str) -> None:
         """Raise a named error at start if the cluster refuses this worker's credentials."""
 
+    async def list_topics(self) -> dict[str, int]:
+        """Every (non-internal) topic with its partition count."""
+        ...
+
     async def ensure_topics(self, specs: Sequence[Any], replication_factor: int) -> Any:
         """Create missing topics; return ``admin.Topics`` (counts, limits, retention)."""
         ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .admin import Topics, TopicSpec, ensure_topics
+from .admin import Topics, TopicSpec, ensure_topics, list_topics
 from .changelog import KafkaChangelogReader
 from .consumer import KafkaGroupConsumer
 from .options import check_consumer_options, check_producer_options
@@ -39,6 +39,9 @@ class KafkaTransport:
         """Fail at start, named, if the cluster refuses this worker's credentials."""
         if self._options:
             await check_credentials(self.bootstrap, self._options, who)
+
+    async def list_topics(self) -> dict[str, int]:
+        return await list_topics(self.bootstrap, client_options=self._options)
 
     async def ensure_topics(self, specs: Sequence[TopicSpec], replication_factor: int) -> Topics:
         return await ensure_topics(self.bootstrap, list(specs), replication_factor,

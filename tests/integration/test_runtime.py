@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import eoflow
-from eoflow.testing import produce, read_committed, running, wait_for_records
+from eoflow.testing import create_topics, produce, read_committed, running, wait_for_records
 
 
 def _app(bootstrap: str, tmp_path: Path, **kwargs: Any) -> eoflow.App:
@@ -308,3 +308,26 @@ async def test_a_failed_store_write_after_commit_catches_the_table_up(
         records = await wait_for_records(kafka_bootstrap, out.name, 40)
     assert failures, "the injected failure never happened"
     assert [json.loads(r.value)["count"] for r in records] == list(range(1, 41))
+
+
+async def test_a_pattern_topic_consumes_the_matching_topics_of_the_cluster(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    app = _app(kafka_bootstrap, tmp_path)
+    await create_topics(kafka_bootstrap, {f"{app.id}-eu": 2, f"{app.id}-us": 2,
+                                          f"{app.id}-other": 2})
+    regions = app.topic(pattern=rf"{app.id}-(eu|us)")
+    out = app.topic(f"{app.id}-out", partitions=2)
+
+    @app.agent(regions)
+    async def tag(stream: eoflow.Stream[bytes, Any]) -> None:
+        async for event in stream.events():
+            await out.send(value={"id": event.value["id"], "topic": event.topic})
+
+    async with running(app):
+        for i, region in enumerate(("eu", "us", "other")):
+            await produce(kafka_bootstrap, f"{app.id}-{region}", [(None, b'{"id": %d}' % i)])
+        committed = await wait_for_records(kafka_bootstrap, out.name, 2)
+        await asyncio.sleep(1.0)  # nothing more arrives: -other is not matched
+        committed = await read_committed(kafka_bootstrap, out.name)
+    assert sorted((json.loads(r.value)["id"], json.loads(r.value)["topic"])
+                  for r in committed) == [(0, f"{app.id}-eu"), (1, f"{app.id}-us")]

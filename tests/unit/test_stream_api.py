@@ -359,3 +359,46 @@ async def test_group_by_a_record_field_as_in_faust_even_one_with_a_default() -> 
         assert driver.table("by-country") == {"NO": 11.5, "SE": 5.0}
         assert not driver.dead_letters()
         assert "bank-track-country-repartition" in driver.broker.logs
+
+
+async def test_a_pattern_topic_reads_every_existing_topic_it_matches() -> None:
+    app = eoflow.App("regions")
+    orders = app.topic(pattern=r"orders-(eu|us)", key_serializer="str")
+    totals = app.Table("totals", default=int, partitions=2)
+
+    @app.agent(orders)
+    async def total(stream: eoflow.Stream[str, Any]) -> None:
+        async for event in stream.events():
+            totals[f"{event.topic}:{event.key}"] += event.value
+
+    driver = TestDriver(app)
+    for name in ("orders-eu", "orders-us", "orders-asia"):
+        driver.broker.create_topic(name, 2, {})
+    async with driver:
+        assert orders.names == ("orders-eu", "orders-us")
+        for topic in ("orders-eu", "orders-us"):
+            await driver.send(topic, 5, key="ann")
+        await driver.send("orders-asia", b"5", key=b"ann")  # not matched: not read
+        await driver.settle()
+        assert driver.table("totals") == {"orders-eu:ann": 5, "orders-us:ann": 5}
+
+
+async def test_a_pattern_that_matches_nothing_is_refused_at_start() -> None:
+    app = eoflow.App("nothing")
+
+    @app.agent(app.topic(pattern="missing-.*"))
+    async def idle(stream: eoflow.Stream[Any, Any]) -> None:
+        async for _ in stream:
+            pass
+
+    with pytest.raises(ConfigurationError, match=r"pattern 'missing-\.\*' matches no topic"):
+        async with TestDriver(app):
+            pass
+
+
+def test_a_pattern_topic_cannot_be_sent_to_and_a_bad_pattern_is_named() -> None:
+    app = eoflow.App("p")
+    with pytest.raises(ConfigurationError, match="topic pattern '\\(': missing"):
+        app.topic(pattern="(")
+    with pytest.raises(ConfigurationError, match="names or a pattern"):
+        app.topic("a", pattern="b")

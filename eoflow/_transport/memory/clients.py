@@ -411,6 +411,9 @@ class MemoryTransport:
     async def check_access(self, who: str) -> None:
         """Nothing to check: the memory broker has no credentials."""
 
+    async def list_topics(self) -> dict[str, int]:
+        return {name: self.broker.partitions(name) for name in sorted(self.broker.logs)}
+
     async def ensure_topics(self, specs: Sequence[TopicSpec], replication_factor: int) -> Topics:
         for spec in specs:
             found = self.broker.partitions(spec.name)
