@@ -163,6 +163,8 @@ class TransactionalProducer:
             await producer.start()
         except BaseException as exc:
             await _stop_quietly(producer)
+            if not isinstance(exc, Exception):  # a cancellation (or a timeout) stays one
+                raise
             raise translate(exc, f"starting producer {self.transactional_id!r}") \
                 from exc
         self._producer = producer
