@@ -260,7 +260,10 @@ class SystemProcess:
         self.logfile = logfile
         self.proc: subprocess.Popen[bytes] | None = None
         self.peak_rss = 0
+        #: CPU seconds of the process tree when its first record reached user code.
+        self.cpu_at_first: float | None = None
         self._monitor: asyncio.Task[None] | None = None
+        self._first: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
@@ -273,6 +276,30 @@ class SystemProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU seconds of the process tree so far (None once it is gone)."""
+        assert self.proc is not None
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return None
+        total = 0.0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def watch_first(self, mark: Path) -> None:
+        """Take :attr:`cpu_at_first` when the app writes ``mark`` (its first record), so
+        CPU per record leaves out start-up (imports, group join, stores)."""
+        async def watch() -> None:
+            while not mark.exists():
+                await asyncio.sleep(0.01)
+            self.cpu_at_first = self.cpu_seconds()
+        self._first = asyncio.create_task(watch())
 
     async def _watch_rss(self) -> None:
         assert self.proc is not None
@@ -293,8 +320,9 @@ class SystemProcess:
             await asyncio.sleep(0.2)
 
     async def stop(self, timeout: float = 30.0) -> int | None:
-        if self._monitor:
-            self._monitor.cancel()
+        for task in (self._monitor, self._first):
+            if task:
+                task.cancel()
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -350,6 +378,7 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
     code = eoflow_code() if system.startswith("eoflow") else None
     t_spawn = time.time()
     proc.start()
+    proc.watch_first(workdir / "first")
     result: dict[str, Any] = {"kind": "throughput", "system": system, "workload": workload,
                               "interval": interval, "rep": rep, "expected": args.records,
                               "run": name}
@@ -357,6 +386,7 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
         timeout = max(120.0, args.records / 500.0)  # faust runs at ~2k rec/s
         target = args.records if final is None else len(final)
         t_done = await reader.wait_for(target, timeout, proc.alive)
+        cpu_done = proc.cpu_seconds()
         if t_done is not None:
             await asyncio.sleep(args.grace)  # count any extra (duplicate) records
     finally:
@@ -374,6 +404,10 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
         elapsed = t_done - t_first
         result.update(ok=True, elapsed_s=elapsed, rate=args.records / elapsed,
                       wall_rate=args.records / (t_done - t_spawn))
+        if cpu_done is not None and proc.cpu_at_first is not None:
+            # CPU of the system itself per record: less sensitive to a busy machine than
+            # records/s (which counts time spent waiting for a core).
+            result["cpu_us_per_record"] = (cpu_done - proc.cpu_at_first) / args.records * 1e6
     else:
         what = "every key's final count" if final else "the expected output count"
         result.update(ok=False, error=f"timeout or exit before {what}",
