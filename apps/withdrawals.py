@@ -1,11 +1,14 @@
-r"""Withdrawal totals per user per hour and per country per 10 seconds.
+"""Withdrawal totals per user per hour and per country per 10 seconds.
 
 A port of faust-streaming's ``examples/withdrawals.py``. Run it (``make kafka-start``
 first)::
 
     eoflow worker -A apps.withdrawals
-    eoflow send -A apps.withdrawals withdrawals --key user_1 \
-        '{"user": "user_1", "country": "country_0", "amount": 250.0}'
+    eoflow send withdrawals --key ann '{"user": "ann", "country": "se", "amount": 250.0}'
+
+(Without ``-A``, as for apps/pageviews.py: ``eoflow send -A`` cannot yet send JSON to a
+topic with a ``Record`` value type. The key goes as UTF-8, which is what the topic's
+``str`` key serializer reads.)
 
 ``withdrawals`` (a :class:`Withdrawal` per record, **keyed by user**) is read by two
 agents:
@@ -39,7 +42,9 @@ What differs from the Faust example:
   them with ``eoflow table dump -A apps.withdrawals country_to_total --from-changelog``).
 - Faust's ``produce`` command (``@app.command``, not provided in eoflow) is
   :func:`sample`: a seeded list of withdrawals, usable as ``eoflow verify -A
-  apps.withdrawals --inputs apps.withdrawals:sample``.
+  apps.withdrawals --inputs apps.withdrawals:sample --unordered`` (``--unordered``: the
+  repartition interleaves the source partitions differently in every run, so per-country
+  order differs; the totals do not).
 - ``.relative_to_stream()`` is kept: as in Faust it only changes what ``.value()`` reads
   (the window of the partition's stream time); writes always go to the event's windows.
 - ``processing_guarantee`` is exactly once (eoflow's default; commented out in Faust).
