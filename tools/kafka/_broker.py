@@ -8,7 +8,6 @@ restart, also from another process, comes back the same), ``data/`` (Kafka's log
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -16,7 +15,6 @@ import ssl
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +44,6 @@ from tools.kafka._security import SUPER_USER, SaslSsl, acl_args
 
 SECURITY_MODES = ("plaintext", "sasl_ssl")
 STATE_FILE = "broker.json"
-
-
-def new_cluster_id() -> str:
-    """A random Kafka cluster id (base64url of a UUID). Like Kafka's ``Uuid.randomUuid()``,
-    never one starting with "-": StorageTool's argument parser would read it as an option
-    (about 1 start in 64 failed with "argument --cluster-id/-t: expected one argument")."""
-    while True:
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not cid.startswith("-"):
-            return cid
 
 
 class KafkaBroker:
@@ -384,8 +372,9 @@ class KafkaBroker:
         config.write_private(self.datadir / STATE_FILE, json.dumps(state, indent=1) + "\n")
 
     def _format(self) -> None:
-        args = ["format", "-t", self.cluster_id or new_cluster_id(), "-c", str(self.config_file),
-                "--ignore-formatted", *(self.sasl.format_args() if self.sasl else [])]
+        cluster_id = self.cluster_id or config.new_cluster_id()
+        args = ["format", "-t", cluster_id, "-c", str(self.config_file), "--ignore-formatted",
+                *(self.sasl.format_args() if self.sasl else [])]  # fmt: skip
         proc = self.run_tool("kafka.tools.StorageTool", args)
         with open(self.stdout_file, "a") as out:
             out.write(proc.stdout + proc.stderr)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tools.kafka import _config as config
-from tools.kafka._broker import KafkaBroker, new_cluster_id
+from tools.kafka._broker import KafkaBroker
 from tools.kafka._errors import KafkaError, KafkaProtocolError
 from tools.kafka._jars import VERSION_ENV, resolve_version
 from tools.kafka._probe import probe, wait_until
@@ -94,7 +94,7 @@ class KafkaCluster:
                              f"not {brokers}")  # fmt: skip
         self.version = resolve_version(version or os.environ.get(VERSION_ENV)
                                        or state.get("version"))  # fmt: skip
-        self.cluster_id: str = state.get("cluster_id") or new_cluster_id()
+        self.cluster_id: str = state.get("cluster_id") or config.new_cluster_id()
         pairs = ([(int(n["port"]), int(n["controller_port"])) for n in state["nodes"]]
                  if state else _new_ports(brokers, ports))  # fmt: skip
         self.replication_factor = min(3, brokers)

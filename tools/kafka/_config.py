@@ -1,11 +1,13 @@
-"""What a node is started with: its ``server.properties`` and its log4j (Kafka 3) or log4j2
-(Kafka 4) configuration. Pure functions of a :class:`NodeSpec`; the broker writes them to its
+"""What a node is started with: its ``server.properties``, cluster id and log4j (Kafka 3) or
+log4j2 (Kafka 4) configuration. Pure functions of a :class:`NodeSpec`; the broker writes them to its
 data dir on every start.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,17 +76,29 @@ def server_properties(node: NodeSpec) -> dict[str, str]:
         "log.retention.check.interval.ms": "300000",
     }
     if "," in node.voters:
-        settings.update(
-            {
-                # Several JVMs on few cores: fewer threads; fence a dead node within 6 s.
-                "num.io.threads": "2",
-                "background.threads": "2",
-                "num.replica.fetchers": "1",
-                "broker.heartbeat.interval.ms": "1000",
-                "broker.session.timeout.ms": "6000",
-            }
-        )
+        settings.update(_MULTI_NODE)
     return settings
+
+
+#: A node of a cluster: several JVMs on few cores, so fewer threads; and a dead node is
+#: fenced within 6 s, so a killed broker's partitions move on quickly.
+_MULTI_NODE = {
+    "num.io.threads": "2",
+    "background.threads": "2",
+    "num.replica.fetchers": "1",
+    "broker.heartbeat.interval.ms": "1000",
+    "broker.session.timeout.ms": "6000",
+}
+
+
+def new_cluster_id() -> str:
+    """A random Kafka cluster id (base64url of a UUID). Like Kafka's ``Uuid.randomUuid()``,
+    never one starting with "-": StorageTool's argument parser would read it as an option
+    (about 1 start in 64 failed with "argument --cluster-id/-t: expected one argument")."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def props_text(settings: dict[str, str]) -> str:

@@ -40,10 +40,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: python tools/kafka/kafkactl.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.kafka._broker import STATE_FILE, KafkaBroker, new_cluster_id
+from tools.kafka._broker import STATE_FILE, KafkaBroker
 from tools.kafka._cluster import STATE_FILE as CLUSTER_STATE_FILE
 from tools.kafka._cluster import ClusterNode, KafkaCluster
-from tools.kafka._config import read_state
+from tools.kafka._config import new_cluster_id, read_state
 from tools.kafka._errors import KafkaError
 from tools.kafka._jars import (
     KAFKA4_VERSION,
