@@ -110,7 +110,9 @@ def send(topic: str, value: str, key: str | None, partition: int | None,
     header_list = [_header(h) for h in headers]
     try:
         if topic_obj is not None:
-            key_bytes, value_bytes = topic_obj.encode(key, _json_or_str(value))
+            key_bytes, value_bytes = (
+                None if key is None else _encode_text(topic_obj.key_codec, key),
+                _encode_text(topic_obj.value_codec, value))
         else:
             key_bytes, value_bytes = (key.encode() if key else None), value.encode()
         for _ in range(repeat):
@@ -161,6 +163,15 @@ def tables(app_spec: str) -> None:
             f"expires={window.expires:g}s")
         click.echo(f"{table.name}\t{kind}\tchangelog: "
                    f"{app.settings.changelog_topic(table.name)}{described}")
+
+
+def _encode_text(codec: Any, text: str) -> bytes:
+    """The command line's text as the topic would carry it: read by the topic's codec
+    (so a Record topic takes the record's JSON, checked), else as JSON or a plain string."""
+    try:
+        return bytes(codec.dumps(codec.loads(text.encode())))
+    except ValueError:  # not JSON: a plain string
+        return bytes(codec.dumps(text))
 
 
 def _json_or_str(value: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 import uuid
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from eoflow.cli import load_app, main
-from eoflow.testing import running, wait_for_records
+from eoflow.testing import create_topics, read_committed, running, wait_for_records
 
 
 @pytest.fixture
@@ -81,3 +82,21 @@ def test_bad_app_spec_is_a_clear_error() -> None:
     assert result.exit_code != 0 and "cannot import" in result.output
 
 
+
+
+def test_send_builds_the_record_of_a_typed_topic(kafka_bootstrap: str) -> None:
+    asyncio.run(create_topics(kafka_bootstrap, {"page-views": 1}))
+    runner = CliRunner()
+    value = '{"user": "ann", "page": "/home", "viewed_at": "2024-05-01T12:00:05Z"}'
+    args = ["send", "page-views", value, "-A", "apps.pageviews",
+            "--broker", f"kafka://{kafka_bootstrap}"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    records = asyncio.run(read_committed(kafka_bootstrap, "page-views"))
+    from apps.pageviews import PageView
+
+    assert PageView.from_data(json.loads(records[-1].value)) == \
+        PageView.from_data(json.loads(value))
+    bad = runner.invoke(main, [*args[:2], '{"user": "ann"}', *args[3:]])
+    assert bad.exit_code != 0
+    assert "field 'page': required, but missing" in bad.output
