@@ -3,13 +3,11 @@
 Run it (``make kafka-start`` first)::
 
     eoflow worker -A apps.pageviews
-    eoflow send page-views '{"user": "ann", "page": "/home", "viewed_at": "2024-05-01T12:00:05Z"}'
-    eoflow send page-views '{"user": "ann", "page": "/cart", "viewed_at": "2024-05-01T12:01:30Z"}'
+    eoflow send -A apps.pageviews page-views '{"user": "ann", "page": "/home", "viewed_at": "2024-05-01T12:00:05Z"}'
+    eoflow send -A apps.pageviews page-views '{"user": "ann", "page": "/cart", "viewed_at": "2024-05-01T12:01:30Z"}'
 
-(``eoflow send`` without ``-A``: the JSON goes as it is and the worker decodes and checks
-it. With ``-A`` it fails, ``cannot encode PageView: expected a PageView, got dict``:
-``eoflow send -A`` hands the parsed JSON, a dict, to the topic's ``PageView`` codec, which
-only encodes ``PageView`` objects. An eoflow bug, worked around here.)
+(With ``-A`` the JSON is checked as a ``PageView`` before it is sent; without it, it goes
+as it is and the worker dead-letters a view that does not validate.)
 
 The second view moves stream time past 12:01:00 plus the 10 s of grace, so the minute
 12:00 closes and ``views-per-minute`` gets ``{"user": "ann", "start":
