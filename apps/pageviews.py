@@ -3,8 +3,10 @@
 Run it (``make kafka-start`` first)::
 
     eoflow worker -A apps.pageviews
-    eoflow send -A apps.pageviews page-views '{"user": "ann", "page": "/home", "viewed_at": "2024-05-01T12:00:05Z"}'
-    eoflow send -A apps.pageviews page-views '{"user": "ann", "page": "/cart", "viewed_at": "2024-05-01T12:01:30Z"}'
+    eoflow send -A apps.pageviews page-views \
+        '{"user": "ann", "page": "/home", "viewed_at": "2024-05-01T12:00:05Z"}'
+    eoflow send -A apps.pageviews page-views \
+        '{"user": "ann", "page": "/cart", "viewed_at": "2024-05-01T12:01:30Z"}'
 
 (With ``-A`` the JSON is checked as a ``PageView`` before it is sent; without it, it goes
 as it is and the worker dead-letters a view that does not validate.)
