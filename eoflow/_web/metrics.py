@@ -154,6 +154,14 @@ class WorkerCollector(Collector):
         yield restored
         yield remaining
         yield keys
+        late = CounterMetricFamily("eoflow_late_events", "Events too late for every window "
+                                   "of a windowed table (not applied; counted when "
+                                   "processed, again if their interval aborts)",
+                                   labels=["table"])
+        for name, table in sorted(worker.app.tables.items()):
+            if table.windowed is not None:
+                late.add_metric([name], table.windowed.late)
+        yield late
 
 
 def is_ready(worker: Worker) -> bool:

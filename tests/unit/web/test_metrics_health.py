@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -51,6 +53,27 @@ async def test_metrics_count_committed_records_commits_lag_and_tables() -> None:
     assert found[("eoflow_ready", ())] == 1
 
 
+async def test_late_events_of_a_windowed_table_are_counted() -> None:
+    import eoflow
+
+    app = eoflow.App("late-metric")
+    clicks = app.topic("clicks", partitions=1, key_serializer="str")
+    views = app.Table("views", default=int, partitions=1).tumbling(10)
+
+    @app.agent(clicks)
+    async def count(stream: eoflow.Stream[str, Any]) -> None:
+        async for user, _ in stream.items():
+            views[user] += 1
+
+    async with TestDriver(app, web_enabled=True, web_port=0) as driver:
+        assert driver.worker is not None
+        for t in (100.0, 125.0, 101.0, 102.0):  # the last two: their window closed at 110
+            await driver.send("clicks", {}, key="ann", timestamp=1_700_000_000 + t)
+        await driver.settle()
+        _, text = await get(f"{driver.worker.web_url}/metrics")
+    assert samples(text)[("eoflow_late_events_total", (("table", "views"),))] == 2
+
+
 async def test_two_workers_in_one_process_keep_their_own_registries() -> None:
     first, _ = keyed_app()
     second, _ = keyed_app()
@@ -86,7 +109,8 @@ class _GatedTransport(MemoryTransport):
         return Gated()
 
 
-async def test_ready_only_after_the_restore_health_while_the_loop_turns(tmp_path: Any) -> None:
+async def test_ready_only_after_the_restore_health_while_the_loop_turns(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     broker = MemoryBroker()
     app, _ = keyed_app(tmp_path, web_enabled=True, web_port=0)
     gate = asyncio.Event()
@@ -104,7 +128,12 @@ async def test_ready_only_after_the_restore_health_while_the_loop_turns(tmp_path
         await until(lambda: worker.rebalance is not None and worker.rebalance.settled,
                     "the restore")
         assert (await get(f"{worker.web_url}/ready"))[0] == 200
-        worker.last_tick -= 10 * worker.settings.transaction_timeout  # a stuck control loop
+        # A stuck control loop: seen from /health, its last turn is long ago. (Moving
+        # last_tick back raced with the loop, which sets it again every few milliseconds.)
+        from eoflow._web import server
+
+        later = time.monotonic() + 10 * worker.settings.transaction_timeout
+        monkeypatch.setattr(server, "time", SimpleNamespace(monotonic=lambda: later))
         status, body = await get(f"{worker.web_url}/health")
         assert status == 503 and "has not turned" in body["status"]
     finally:
