@@ -27,6 +27,14 @@ SESSION_TIMEOUT = float(env("SESSION_TIMEOUT", "6.0"))
 DELAY = float(env("DELAY", "0"))
 SLOW_SECONDS = float(env("SLOW_SECONDS", "0"))
 LARGE_BYTES = int(env("LARGE_BYTES", str(2 * 1024 * 1024)))
+#: The eoflow App settings of every eoflow harness app (eo_app, features_app).
+EOFLOW_SETTINGS: dict[str, Any] = {
+    "broker": BROKER,
+    "commit_interval": COMMIT_INTERVAL,
+    "session_timeout": SESSION_TIMEOUT,
+    "transaction_timeout": float(env("TXN_TIMEOUT", "20.0")),
+    "max_retries": int(env("MAX_RETRIES", "3")),
+}
 
 _slowed: set[int] = set()  # ids of "slow": "once" inputs already slowed in this process
 

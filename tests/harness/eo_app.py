@@ -36,11 +36,9 @@ import eoflow
 
 from .app_common import (
     APP_ID,
-    BROKER,
-    COMMIT_INTERVAL,
+    EOFLOW_SETTINGS,
     PARTITIONS,
     PREFIX,
-    SESSION_TIMEOUT,
     act_on_marks,
     aggregate_value,
     by_key_value,
@@ -49,14 +47,7 @@ from .app_common import (
     fold,
 )
 
-app = eoflow.App(
-    APP_ID,
-    broker=BROKER,
-    commit_interval=COMMIT_INTERVAL,
-    session_timeout=SESSION_TIMEOUT,
-    transaction_timeout=float(env("TXN_TIMEOUT", "20.0")),
-    max_retries=int(env("MAX_RETRIES", "3")),
-)
+app = eoflow.App(APP_ID, **EOFLOW_SETTINGS)
 
 inputs = app.topic(f"{PREFIX}-input", partitions=PARTITIONS, key_serializer="str")
 echo = app.topic(f"{PREFIX}-echo", partitions=PARTITIONS, key_serializer="str")

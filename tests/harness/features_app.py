@@ -23,13 +23,10 @@ import eoflow
 
 from .app_common import (
     APP_ID,
-    BROKER,
-    COMMIT_INTERVAL,
+    EOFLOW_SETTINGS,
     PARTITIONS,
     PREFIX,
-    SESSION_TIMEOUT,
     echo_value,
-    env,
     fold,
 )
 
@@ -38,14 +35,7 @@ from .app_common import (
 #: must stay comparable).
 WINDOW, GRACE, EXPIRES = 1.0, 0.5, 1e6
 
-app = eoflow.App(
-    APP_ID,
-    broker=BROKER,
-    commit_interval=COMMIT_INTERVAL,
-    session_timeout=SESSION_TIMEOUT,
-    transaction_timeout=float(env("TXN_TIMEOUT", "20.0")),
-    max_retries=int(env("MAX_RETRIES", "3")),
-)
+app = eoflow.App(APP_ID, **EOFLOW_SETTINGS)
 
 inputs = app.topic(f"{PREFIX}-input", partitions=PARTITIONS, key_serializer="str")
 echo = app.topic(f"{PREFIX}-echo", partitions=PARTITIONS, key_serializer="str")
