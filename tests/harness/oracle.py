@@ -11,7 +11,10 @@ had to re-send an input. Checks:
 * per key, the emitted ``aggregates`` are exactly the running fold of that key's inputs
   in ``by-key`` order (a double-applied or lost table update shows here);
 * the table folded from its changelog, a store restored from scratch with eoflow's own
-  restore, and the workers' live stores all equal the fold of all inputs.
+  restore, and the workers' live stores all equal the fold of all inputs;
+* cross-partition atomicity (:mod:`.atomicity`): the outputs of each input, its changelog
+  record and its committed offsets are all there or none is (with ``group``, the consumer
+  group whose committed offsets are checked against the outputs).
 
 The last two read eoflow's store format: ``restore=False`` and no ``datadirs`` skip them
 (for another system under test, e.g. faust-streaming; its changelog fold is still checked).
@@ -30,12 +33,14 @@ from typing import Any
 
 from eoflow._state import RocksDBPartitionStore, StoreIdentity, store_path
 from eoflow._state.rocksdb import read_identity
+from eoflow._transport.kit import group_offsets
 from eoflow.testing import Record, TopicRead, read_topic, restore_partition
 
+from . import atomicity
 from .app_common import fold
 from .driver import POISON_KINDS, Input
 
-__all__ = ["OracleResult", "Topics", "check"]
+__all__ = ["OracleResult", "Topics", "check", "is_poison"]
 
 Src = tuple[int, int]
 Agg = dict[str, int]
@@ -86,10 +91,11 @@ class OracleResult:
     table_mismatches: int = 0
     unfinished: int = 0
     driver_missing: int = 0
+    atomicity: int = 0
     violations: list[str] = field(default_factory=list)
 
     COUNTERS = ("duplicates", "losses", "order_violations", "aggregate_mismatches",
-                "table_mismatches", "unfinished", "driver_missing")
+                "table_mismatches", "unfinished", "driver_missing", "atomicity")
 
     def add(self, counter: str, n: int, what: str, examples: Iterable[Any] = ()) -> None:
         if n:
@@ -120,6 +126,11 @@ class _In:
     key: str | None
     n: int
     poison: bool
+
+
+def is_poison(record: Record) -> bool:
+    """Is this input record poison (undecodable or marked)?"""
+    return _classify(record).poison
 
 
 def _classify(record: Record) -> _In:
@@ -286,9 +297,10 @@ def live_stores(datadirs: Iterable[Path], partitions: Sequence[int]
 
 async def check(bootstrap: str, topics: Topics, planned: Sequence[Input] = (),
                 datadirs: Sequence[Path] = (), timeout: float = 60.0,
-                restore: bool = True) -> OracleResult:
+                restore: bool = True, group: str | None = None) -> OracleResult:
     """Run every check; ``datadirs`` of stopped workers adds the live-store check,
-    ``restore`` the restored-from-scratch check (eoflow's restore)."""
+    ``restore`` the restored-from-scratch check (eoflow's restore), ``group`` the
+    atomicity of outputs and that group's committed offsets."""
     result = OracleResult()
     input_read = await read_topic(bootstrap, topics.input, committed=False)
     inputs = [_classify(r) for r in input_read.all()]
@@ -309,6 +321,12 @@ async def check(bootstrap: str, topics: Topics, planned: Sequence[Input] = (),
     _check_aggregates(result, topics, reads[topics.by_key], reads[topics.aggregates], ok, poison)
     _check_dlq(result, topics, reads[topics.dlq], ok, poison)
     _check_tables(result, bootstrap, topics, reads[topics.changelog], inputs, datadirs)
+    offsets = await group_offsets(bootstrap, group) if group else None
+    for finding in atomicity.check(
+            [(i.src, i.poison) for i in inputs], reads, input_topic=topics.input,
+            echo=topics.echo, by_key=topics.by_key, aggregates=topics.aggregates,
+            dlq=topics.dlq, changelog=topics.changelog, offsets=offsets):
+        result.add(*finding)
     if restore:
         await _check_restored(result, bootstrap, topics, reads[topics.changelog], inputs)
     return result

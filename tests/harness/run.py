@@ -4,6 +4,11 @@ A scenario is ``async with Run(config) as run:`` + starting/killing workers + ``
 run.finish()``, which lets the workers drain every input, stops them with SIGTERM and
 returns the :class:`ScenarioResult` (oracle verdict plus what happened).
 
+``RunConfig.cluster`` runs on a replicated Kafka cluster (``tools.kafka`` ``KafkaCluster``,
+three brokers): the harness creates its topics with the cluster's replication factor and
+the workers create the changelog with it too (``EOFLOW_REPLICATION_FACTOR``); the cluster
+scenarios (:mod:`.cluster_scenarios`) kill and restart its nodes.
+
 ``RunConfig.system`` picks the system under test: ``"eoflow"`` (default) or ``"faust"``
 (faust-streaming, exactly_once, ``faust_app``). Faust has no dead-letter topic and no
 eoflow store, so for it "drained" means every processable input echoed and aggregated,
@@ -44,6 +49,20 @@ class Broker(Protocol):
     def restart(self, timeout: float = 60.0) -> Any: ...
 
 
+class Cluster(Protocol):
+    """What the harness uses of ``tools.kafka.kafkactl.KafkaCluster``."""
+
+    replication_factor: int
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    def node(self, node_id: int) -> Any: ...
+    def leader_of(self, topic: str, partition: int = 0) -> int: ...
+    def coordinator_of(self, kind: str, key: str, timeout: float = 30.0) -> int: ...
+    def wait_in_sync(self, timeout: float = 60.0) -> None: ...
+
+
 @dataclass
 class RunConfig:
     bootstrap: str
@@ -67,9 +86,17 @@ class RunConfig:
     #: Which app: ``eo`` (eo_app, the default) or ``features`` (features_app: windows,
     #: timers, group_by, take, sinks, global tables; judged by features_oracle).
     app: str = "eo"
+    #: A replicated cluster to run on (``bootstrap`` is then its bootstrap list).
+    cluster: Cluster | None = None
+
+    @property
+    def replication_factor(self) -> int:
+        return self.cluster.replication_factor if self.cluster is not None else 1
 
     def app_env(self) -> dict[str, str]:
-        return {**self.extra_env,
+        replicated = ({"EOFLOW_REPLICATION_FACTOR": str(self.replication_factor)}
+                      if self.replication_factor > 1 else {})
+        return {**replicated, **self.extra_env,
             "EO_APP_ID": self.name, "EO_PREFIX": self.name,
             "EO_PARTITIONS": str(self.partitions),
             "EO_BROKER": f"kafka://{self.bootstrap}", "EO_BROKER_ADDR": self.bootstrap,
@@ -89,6 +116,11 @@ class ScenarioResult:
     faults_fired: list[str] = field(default_factory=list)
     rebalances: int = 0
     broker_restarts: int = 0
+    #: Cluster runs: brokers killed (SIGKILL) or stopped, network faults injected.
+    broker_kills: int = 0
+    network_faults: int = 0
+    #: Quiescent cuts checked for atomicity mid-run (:func:`.cluster.quiescent_cut`).
+    cuts: int = 0
     problems: list[str] = field(default_factory=list)  # drain timeouts, crashed workers
     notes: list[str] = field(default_factory=list)  # worth knowing, not a failure
     workers: str = ""
@@ -100,7 +132,9 @@ class ScenarioResult:
     def report(self) -> str:
         lines = [f"scenario {self.name}: {'OK' if self.ok else 'FAILED'} in "
                  f"{self.seconds:.0f}s; kills={self.kills} faults={self.faults_fired} "
-                 f"rebalances={self.rebalances} broker_restarts={self.broker_restarts}",
+                 f"rebalances={self.rebalances} broker_restarts={self.broker_restarts}"
+                 + (f" broker_kills={self.broker_kills} network_faults={self.network_faults}"
+                    if self.broker_kills or self.network_faults else ""),
                  self.oracle.report()]
         lines += [f"problem: {p}" for p in self.problems]
         lines += [f"note: {n}" for n in self.notes]
@@ -123,6 +157,8 @@ class Run:
                                system=config.system,
                                app=f"tests.harness.{'features' if features else 'eo'}_app")
         self.result = ScenarioResult(config.name, OracleResult())
+        #: Atomicity findings of mid-run cuts (:mod:`.cluster`), added to the oracle's.
+        self.cut_findings: list[tuple[str, int, str, list[Any]]] = []
         self._started = time.monotonic()
 
     async def __aenter__(self) -> Run:
@@ -130,7 +166,8 @@ class Run:
         up_front = (t.created_up_front(n) if isinstance(t, FeatureTopics) else
                     {t.input: n, t.echo: n, t.by_key: n, t.aggregates: n, t.dlq: 1})
         await create_topics(self.config.bootstrap, up_front,
-                            {t.echo: {"max.message.bytes": str(ECHO_MAX_MESSAGE_BYTES)}})
+                            {t.echo: {"max.message.bytes": str(ECHO_MAX_MESSAGE_BYTES)}},
+                            replication_factor=self.config.replication_factor)
         await self.watcher.__aenter__()
         return self
 
@@ -189,7 +226,10 @@ class Run:
         else:
             result.oracle = await oracle.check(cfg.bootstrap, self.topics, self.inputs,
                                                self.workers.datadirs() if eoflow else (),
-                                               restore=eoflow)
+                                               restore=eoflow,
+                                               group=cfg.name if eoflow else None)
+        for finding in self.cut_findings:
+            result.oracle.add(*finding)
         result.kills = self.workers.kills
         result.faults_fired = [w.fault for w in self.workers.procs
                                if w.fault and w.fault_fired()]

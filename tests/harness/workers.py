@@ -118,7 +118,7 @@ class Workers:
         if self.system != "eoflow":
             raise ValueError(f"unknown system {self.system!r}; use one of {list(SYSTEMS)}")
         return [sys.executable, "-m", "eoflow.cli", "worker", "-A", self.app,
-                "--broker", f"kafka://{self.env['EO_BROKER_ADDR']}", "--datadir", str(datadir),
+                "--broker", f"kafka://{env['EO_BROKER_ADDR']}", "--datadir", str(datadir),
                 "--instance-id", instance_id, "--loglevel", loglevel]
 
     def started(self, worker: WorkerProc) -> bool:
