@@ -7,6 +7,14 @@ Run one from the shell (starts its own broker unless ``--bootstrap`` is given)::
 ``--system faust`` runs the same scenario against faust-streaming (``faust_app``). Faust
 has no fault points: its ``fault_points`` is :func:`kill_points` (kill -9 at random
 moments, the last restart into an empty data directory, so the table is restored).
+
+``--cluster`` runs on a three-broker KRaft cluster of its own (replication factor 3,
+min.insync.replicas 2, a fault proxy in front of each node): every scenario works there,
+and the cluster scenarios of :mod:`.cluster_scenarios` (``leader_kill``,
+``txn_coordinator_kill``, ``group_coordinator_kill``, ``rolling_restart``, ``isr_loss``,
+``network_faults``) need it::
+
+    python -m tests.harness.scenarios txn_coordinator_kill --cluster --records 5000
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from .cluster_scenarios import CLUSTER_SCENARIOS
 from .run import Run, RunConfig, ScenarioResult
 from .workers import SYSTEMS, WorkerProc
 
@@ -206,11 +215,14 @@ async def fresh_instance(cfg: RunConfig) -> ScenarioResult:
     """
     if cfg.system != "eoflow":
         return await kill_points(cfg)
+    # Input for ~10 s, so w1 (however slow to start) has intervals to commit before its
+    # fault; with the input drained before w1 is assigned, its fault never fired.
+    cfg = dataclasses.replace(cfg, rate=min(cfg.rate or 300.0, 300.0))
     async with Run(cfg) as run:
         survivor = run.workers.start("w2")
         run.driver.start()
         await run.watcher.wait_echoed(cfg.records // 10, 60)
-        w1 = run.workers.start("w1", fault="before_offsets", fault_after=20)
+        w1 = run.workers.start("w1", fault="before_offsets", fault_after=5)
         await asyncio.to_thread(run.workers.wait, w1, 90)
         if not w1.fault_fired():
             run.problem(f"w1 exited {w1.returncode} without its fault:\n{w1.tail(10)}")
@@ -295,6 +307,7 @@ SCENARIOS: dict[str, Scenario] = {
     "zombie": zombie, "broker_restart": broker_restart, "slow_agent": slow_agent,
     "poison": poison, "too_large": too_large, "fresh_instance": fresh_instance,
     "spawned_sends": spawned_sends, "outside_writes": outside_writes,
+    **CLUSTER_SCENARIOS,
 }
 
 
@@ -313,29 +326,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=float, default=600.0)
     parser.add_argument("--bootstrap", help="use this broker (broker_restart needs our own)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="start a three-broker cluster (the cluster scenarios need it)")
     parser.add_argument("--workdir", help="keep worker logs and data here (default: temp)")
     parser.add_argument("--system", choices=sorted(SYSTEMS), default="eoflow",
                         help="the system under test (default: eoflow)")
     parser.add_argument("--app", choices=["eo", "features"], default="eo",
                         help="eo_app, or features_app (windows, timers, group_by, ...)")
     args = parser.parse_args(argv)
+    if args.scenario in CLUSTER_SCENARIOS and not args.cluster:
+        parser.error(f"{args.scenario} is a cluster scenario: add --cluster")
     signal.signal(signal.SIGTERM, _interrupt)  # clean up workers and broker on SIGTERM
     from tools.kafka.kafkactl import KafkaBroker
 
+    from .cluster import HarnessCluster
+
     with tempfile.TemporaryDirectory(prefix="eo-scenario-") as tmp_dir:
         tmp = args.workdir or tmp_dir
-        broker = None if args.bootstrap else KafkaBroker(datadir=Path(tmp) / "kafka")
+        cluster = HarnessCluster(Path(tmp) / "kafka-cluster") if args.cluster else None
+        broker = (None if args.bootstrap or cluster else
+                  KafkaBroker(datadir=Path(tmp) / "kafka"))
         try:
-            if broker is not None:
-                broker.start(timeout=120)
-            cfg = RunConfig(args.bootstrap or broker.bootstrap,  # type: ignore[union-attr]
-                            Path(tmp), f"{args.scenario.replace('_', '-')}-{int(time.time())}",
+            for kafka in (broker, cluster):
+                if kafka is not None:
+                    kafka.start(timeout=240)
+            bootstrap = args.bootstrap or (cluster or broker).bootstrap  # type: ignore[union-attr]
+            cfg = RunConfig(bootstrap, Path(tmp),
+                            f"{args.scenario.replace('_', '-')}-{int(time.time())}",
                             records=args.records, seed=args.seed, rate=args.rate,
-                            broker=broker, system=args.system, app=args.app)
+                            broker=broker, system=args.system, app=args.app, cluster=cluster)
             result = asyncio.run(run_scenario(args.scenario, cfg))
         finally:
-            if broker is not None:
-                broker.stop()
+            for kafka in (broker, cluster):
+                if kafka is not None:
+                    kafka.stop()
     print(result.report())
     return 0 if result.ok else 1
 
