@@ -1,18 +1,22 @@
-"""eoflow's Kafka transport on the three-node cluster while one node is dead.
+"""eoflow on the three-node cluster while nodes are dead.
 
 A worker that starts (or restarts after kill -9) while a broker is down must not fail on
 the errors the dead node causes: they are retriable, and the other two nodes serve
-everything (replication factor 3, min.insync.replicas 2).
+everything (replication factor 3, min.insync.replicas 2). With two nodes down nothing can
+commit, but that too only lasts until they are back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
 
 from eoflow._transport.admin import TopicSpec, ensure_topics
+from tests.harness.cluster import ClusterFaults, transactional_id
+from tests.harness.run import Run, RunConfig
 from tools.kafka.kafkactl import KafkaCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -39,3 +43,34 @@ async def test_ensure_topics_while_a_node_is_dead(kafka_cluster: KafkaCluster) -
     finally:
         await asyncio.to_thread(victim.start, 180)
         await asyncio.to_thread(kafka_cluster.wait_in_sync, 180)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "eoflow/_runtime/commit.py Committer._retrying gives up after 2 x transaction_timeout "
+    "and the worker exits 1 (TimeoutError from 'recreating the producer') when the "
+    "cluster cannot take transactions for longer than that (issue 15)"))
+async def test_a_worker_outlives_a_long_loss_of_two_of_three_nodes(
+    kafka_cluster: KafkaCluster, tmp_path: Path,
+) -> None:
+    """Two of three nodes down for 75 s: no partition has min.insync.replicas, and no
+    controller quorum; nothing can commit. The worker must abort and keep retrying (and
+    say so), not exit, and then go on exactly once. Short timeouts make the give-up
+    come early: transaction_timeout 4 s, request_timeout 10 s."""
+    cfg = RunConfig(kafka_cluster.bootstrap, tmp_path, f"long-outage-{uuid.uuid4().hex[:6]}",
+                    records=1500, rate=50.0, transaction_timeout=4.0, cluster=kafka_cluster,
+                    extra_env={"EOFLOW_PRODUCER_OPTIONS": '{"request_timeout_ms": 10000}'})
+    async with Run(cfg) as run:
+        faults = ClusterFaults(run)
+        worker = run.workers.start("w1")
+        run.driver.start()
+        try:
+            await run.watcher.wait_echoed(200, 120)
+            first = await faults.coordinator_of("transaction", transactional_id(cfg.name, "w1"))
+            for node in (first, first % 3 + 1):
+                await faults.kill(node)
+            await asyncio.sleep(75)
+        finally:
+            await faults.heal()
+        assert worker.alive, f"the worker exited {worker.returncode}:\n{worker.tail(40)}"
+        result = await run.finish()
+    assert result.ok, result.report()
