@@ -217,7 +217,8 @@ class TransactionalProducer:
                 headers=list(headers) if headers else None)
         except Exception as exc:
             raise translate(
-                exc, f"send to {topic}[{partition if partition is not None else '?'}]") from exc
+                self._cause(exc), f"send to {topic}[{partition if partition is not None else '?'}]"
+            ) from exc
         return fut
 
     async def send_batches(
@@ -256,8 +257,19 @@ class TransactionalProducer:
             batch.close()
             fut: SendFuture = await self._p.send_batch(batch, topic, partition=partition)
         except Exception as exc:
-            raise translate(exc, f"send batch to {topic}[{partition}]") from exc
+            raise translate(self._cause(exc), f"send batch to {topic}[{partition}]") from exc
         return fut, count
+
+    def _cause(self, exc: Exception) -> BaseException:
+        """Why aiokafka says "not in transaction": the error that ended the transaction
+        (a missing ACL, a fencing), which the caller must see, not the symptom."""
+        if isinstance(exc, kerr.IllegalOperation):
+            waiter = getattr(getattr(self._p, "_txn_manager", None), "_transaction_waiter",
+                             None)
+            if waiter is not None and waiter.done() and not waiter.cancelled() and \
+                    waiter.exception() is not None:
+                return waiter.exception()  # type: ignore[no-any-return]
+        return exc
 
     async def send_offsets(self, offsets: Mapping[TP, int], group: GroupMetadata) -> None:
         """Add consumed offsets to the transaction with the group's generation (KIP-447)."""
