@@ -62,6 +62,14 @@ kafka-status:
 soak: venv kafka-libs
 	$(VPY) -m tests.harness.soak --minutes $(or $(SOAK_MINUTES),30) --records $(or $(SOAK_RECORDS),1000000) $(SOAK_ARGS)
 
+# The soak on a three-broker KRaft cluster of its own (RF 3, min.insync.replicas 2): worker
+# kills as above plus a cluster fault every ~45 s (leader, transaction or group coordinator
+# killed, two of three nodes down, rolling restart, network faults through a proxy) and
+# atomicity cuts; e.g. make soak-cluster SOAK_MINUTES=10 SOAK_RECORDS=60000
+.PHONY: soak-cluster
+soak-cluster: venv kafka-libs
+	$(VPY) -m tests.harness.soak --cluster --minutes $(or $(SOAK_MINUTES),30) --records $(or $(SOAK_RECORDS),180000) $(SOAK_ARGS)
+
 # Peers (faust-streaming, Quix Streams) come from the `bench` extra, pinned by
 # bench/constraints.txt, in their own venv so the test venv never sees them.
 BENCH_VENV := bench/.venv

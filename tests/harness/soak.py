@@ -3,6 +3,14 @@ broker restarts, then the oracle. Starts (and stops) its own broker on a free po
 
     python -m tests.harness.soak --minutes 30 --records 1000000
 
+``--cluster`` soaks a three-broker cluster of its own instead (``make soak-cluster``):
+workers killed every few seconds as above (``w1`` reaching the brokers through fault
+proxies), and every ``--cluster-fault-every`` seconds (on average) one of the cluster
+faults of :mod:`.cluster_scenarios` (a leader, a transaction or group coordinator killed,
+two of three nodes down, a rolling restart, a network fault: each once per round, in a
+random order), each ended (nodes back and in sync) before the next; every ``--cut-every``
+seconds a fault also checks a quiescent cut for atomicity.
+
 Prints a summary table and exits 1 on any violation (or a run that did not drain).
 """
 
@@ -19,6 +27,8 @@ from pathlib import Path
 
 from tools.kafka.kafkactl import KafkaBroker
 
+from .cluster import ClusterFaults, HarnessCluster
+from .cluster_scenarios import CLUSTER_FAULTS, proxied_env, start_workers, summarise_logs
 from .run import Run, RunConfig, ScenarioResult
 from .workers import WorkerProc
 
@@ -31,6 +41,8 @@ class Chaos:
     scale_probability: float = 0.1
     broker_restart_every: float = 300.0  # seconds between broker restarts (at most)
     workers: int = 2
+    cluster_fault_every: float = 45.0  # cluster soak: seconds between faults (average)
+    cut_every: float = 240.0  # cluster soak: seconds between atomicity cuts (at least)
 
 
 async def soak(cfg: RunConfig, minutes: float, chaos: Chaos) -> ScenarioResult:
@@ -62,6 +74,47 @@ async def soak(cfg: RunConfig, minutes: float, chaos: Chaos) -> ScenarioResult:
         return await run.finish()
 
 
+async def soak_cluster(cfg: RunConfig, minutes: float, chaos: Chaos) -> ScenarioResult:
+    """Worker kills all along; cluster faults one after the other (see the module doc)."""
+    cluster = cfg.cluster
+    if not isinstance(cluster, HarnessCluster):
+        raise RuntimeError("soak_cluster needs RunConfig.cluster to be a HarnessCluster")
+    await cluster.start_proxies()
+    try:
+        async with Run(cfg) as run:
+            faults = ClusterFaults(run)
+            ids = tuple(f"w{i + 1}" for i in range(chaos.workers))
+            every = (chaos.kill_every * 0.5, chaos.kill_every * 1.5)
+            workers = await start_workers(run, {"w1": proxied_env(cluster)}, ids, every)
+            deadline = time.monotonic() + minutes * 60
+            last_cut = time.monotonic()
+            order: list[str] = []
+            try:
+                async with workers.running():
+                    while True:
+                        pause = run.rng.uniform(0.5, 1.5) * chaos.cluster_fault_every
+                        if time.monotonic() + pause > deadline:
+                            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                            break
+                        await asyncio.sleep(pause)
+                        if not order:  # every fault once per round, in a random order
+                            order = run.rng.sample(sorted(CLUSTER_FAULTS), len(CLUSTER_FAULTS))
+                        name = order.pop()
+                        cut = time.monotonic() - last_cut > chaos.cut_every
+                        print(f"soak: {name}{' + cut' if cut else ''} (kills="
+                              f"{run.workers.kills}; {run.watcher.status()})", flush=True)
+                        await CLUSTER_FAULTS[name](faults, workers, cut=cut)
+                        if cut:
+                            last_cut = time.monotonic()
+            finally:
+                await faults.heal()
+            result = await run.finish()
+    finally:
+        await cluster.close_proxies()
+    summarise_logs(run)
+    return result
+
+
 def _scale(run: Run, extra: WorkerProc | None) -> WorkerProc | None:
     """Add a worker, or let the added one leave (SIGTERM: it commits and exits)."""
     if extra is None or not extra.alive:
@@ -79,6 +132,8 @@ def summary(result: ScenarioResult) -> str:
     rows = [("records", o.records), ("processed", o.processed),
             ("dead-lettered", o.dead_lettered), ("kills", result.kills),
             ("rebalances", result.rebalances), ("broker restarts", result.broker_restarts),
+            ("broker kills", result.broker_kills), ("network faults", result.network_faults),
+            ("atomicity cuts", result.cuts), ("atomicity", o.atomicity),
             ("duplicates", o.duplicates), ("losses", o.losses),
             ("order violations", o.order_violations),
             ("aggregate mismatches", o.aggregate_mismatches),
@@ -101,23 +156,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kill-every", type=float, default=5.0, help="seconds (average)")
     parser.add_argument("--broker-restart-every", type=float, default=300.0)
+    parser.add_argument("--cluster", action="store_true",
+                        help="soak a three-broker cluster with cluster faults")
+    parser.add_argument("--cluster-fault-every", type=float, default=45.0,
+                        help="cluster: seconds between faults (average)")
+    parser.add_argument("--cut-every", type=float, default=240.0,
+                        help="cluster: seconds between atomicity cuts (at least)")
     parser.add_argument("--workdir", help="keep logs and data here (default: a temp dir)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # clean up workers and broker on SIGTERM
-    chaos = Chaos(args.kill_every, 0.1, args.broker_restart_every, args.workers)
+    chaos = Chaos(args.kill_every, 0.1, args.broker_restart_every, args.workers,
+                  args.cluster_fault_every, args.cut_every)
     with tempfile.TemporaryDirectory(prefix="eo-soak-") as tmp_dir:
         workdir = Path(args.workdir or tmp_dir)
-        broker = KafkaBroker(datadir=workdir / "kafka")
+        cluster = HarnessCluster(workdir / "kafka-cluster") if args.cluster else None
+        broker = None if cluster else KafkaBroker(datadir=workdir / "kafka")
+        kafka = cluster or broker
+        assert kafka is not None
         try:
-            broker.start(timeout=120)
+            kafka.start(timeout=240)
             # Produce over ~95% of the run so faults hit a live stream throughout.
             rate = args.records / max(1.0, args.minutes * 60 * 0.95)
-            cfg = RunConfig(broker.bootstrap, workdir, f"soak-{int(time.time())}",
+            cfg = RunConfig(kafka.bootstrap, workdir,
+                            f"soak{'-cluster' if cluster else ''}-{int(time.time())}",
                             records=args.records, seed=args.seed, rate=rate, keys=1000,
-                            drain_timeout=max(300.0, args.minutes * 20), broker=broker)
-            result = asyncio.run(soak(cfg, args.minutes, chaos))
+                            drain_timeout=max(300.0, args.minutes * 20), broker=broker,
+                            cluster=cluster)
+            run = soak_cluster if cluster else soak
+            result = asyncio.run(run(cfg, args.minutes, chaos))
         finally:
-            broker.stop()
+            kafka.stop()
         print(summary(result))
     return 0 if result.ok else 1
 
