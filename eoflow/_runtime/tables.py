@@ -234,7 +234,12 @@ class TableManager:
                 split = split_key(stored)
                 if split is not None:
                     await _call(hook, codec_k.loads(split[0]), split[1], codec_v.loads(raw))
-        expired = [stored for stored, _ in overlay.items(b"W", end_prefix(now - expires + 1))]
+        # Only windows that expired in this move: older ones were deleted when stream time
+        # passed them (scanning from the first window key would step over every tombstone
+        # they left in RocksDB, on every event). A window written since `before` was open
+        # then (end > before - grace), one left over was not expired (end > before - expires).
+        low = b"W" if before is None else end_prefix(min(before - grace, before - expires) + 1)
+        expired = [stored for stored, _ in overlay.items(low, end_prefix(now - expires + 1))]
         for stored in expired:
             overlay.delete(stored)
 
