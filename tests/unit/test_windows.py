@@ -115,6 +115,29 @@ async def test_expired_windows_leave_the_store_and_the_changelog_fold() -> None:
         assert len([k for k in stored if k.startswith(b"W")]) == 4
 
 
+async def test_windows_expire_across_a_crash_and_with_irregular_steps_of_stream_time() -> None:
+    # Expiry scans only the windows a move of stream time expired: after a restart (stream
+    # time read back from the store), after jumps of several windows, and for windows
+    # written while open under grace, nothing is left behind.
+    app, _ = views_app([], [], size=10, grace=5, expires=30)
+    async with TestDriver(app) as driver:
+        for t in (1, 4, 12, 9, 27, 55):  # 9: not late (window [0,10) is open until 15)
+            await driver.send("clicks", {}, key="dee", timestamp=BASE + t, partition=0)
+        await driver.settle()
+        await driver.crash()  # the restart reads stream time back from the store
+        for t in (58, 131, 133):
+            await driver.send("clicks", {}, key="dee", timestamp=BASE + t, partition=0)
+        await driver.settle()
+        await driver.crash(wipe_stores=True)  # and from the changelog
+        await driver.send("clicks", {}, key="dee", timestamp=BASE + 161, partition=0)
+        await driver.settle()
+        windows = sorted(w.start - BASE for (_, w) in driver.table("views"))
+        assert windows == [130, 160]  # end + 30 > stream time 161
+        assert driver.worker is not None
+        stored = [k for k, _ in driver.worker._tables._overlays[("views", 0)].items()]
+        assert len([k for k in stored if k.startswith(b"W")]) == 2
+
+
 async def test_hopping_windows_count_an_event_in_each_window_that_holds_it() -> None:
     app, _ = views_app([], [], size=30, step=10, expires=1000)
     async with TestDriver(app) as driver:
