@@ -46,6 +46,16 @@ def disk_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
+def by_kind(root: Path) -> str:
+    """Disk bytes by RocksDB file kind: .sst (tables), .log (write-ahead log), the rest."""
+    sizes: dict[str, int] = {}
+    for p in root.rglob("*"):
+        if p.is_file():
+            kind = p.suffix if p.suffix in (".sst", ".log") else "other"
+            sizes[kind] = sizes.get(kind, 0) + p.stat().st_size
+    return " ".join(f"{k}={v / 1e6:.1f}MB" for k, v in sorted(sizes.items()))
+
+
 async def main(events: int, keys: int) -> None:
     app = build()
     driver = TestDriver(app, commit_interval=0.1)
@@ -67,7 +77,8 @@ async def main(events: int, keys: int) -> None:
             rate = n / (time.perf_counter() - started)
             windows = len(driver.table("views"))
             print(f"{sent:>10} {sent / 1000:>12.0f} {windows:>8} "
-                  f"{disk_bytes(datadir) / 1e6:>8.1f} {rate:>9.0f}", flush=True)
+                  f"{disk_bytes(datadir) / 1e6:>8.1f} {rate:>9.0f}  {by_kind(datadir)}",
+                  flush=True)
 
 
 if __name__ == "__main__":
