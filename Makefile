@@ -94,6 +94,12 @@ bench: kafka-libs $(BENCH_VENV)/.installed bench-kstreams
 	$(BENCH_VENV)/bin/python -m bench.run --records $(BENCH_RECORDS) \
 		--repeats $(BENCH_REPEATS) $(BENCH_ARGS)
 
+# eoflow's operators and windows against its own passthrough and count (prints a table).
+.PHONY: bench-ops
+bench-ops: kafka-libs $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench.ops --records $(or $(OPS_RECORDS),200000) \
+		--repeats $(or $(OPS_REPEATS),3)
+
 # Keeps the jar cache (~/.cache/eoflow); delete that by hand to force a re-download.
 clean:
 	-@$(PYTHON) tools/kafka/kafkactl.py stop --datadir $(KAFKA_DATADIR) >/dev/null 2>&1

@@ -86,6 +86,15 @@ class WindowSpec:
         """The newest window holding ``t``."""
         return self.windows(t)[-1]
 
+    def ends_between(self, low_ms: int, high_ms: int) -> bool:
+        """Whether some window ends in ``(low_ms, high_ms]`` (ms). Window ends are
+        ``size + k * step``; when those are not whole milliseconds, answers True (scan)."""
+        step, size = self.step * 1000, self.size * 1000
+        if abs(step - round(step)) > 1e-6 or abs(size - round(size)) > 1e-6:
+            return True
+        step_ms, offset = round(step), round(size) % round(step)
+        return (high_ms - offset) // step_ms > (low_ms - offset) // step_ms
+
 
 class Tumbling(WindowSpec):
     """Back-to-back windows of ``size`` seconds."""

@@ -1,5 +1,11 @@
 """eoflow: passthrough or stateful count (BENCH_WORKLOAD), guarantee from BENCH_GUARANTEE.
 
+eoflow-only workloads, each one output per input like the two above (issues 11, 12):
+``take100`` is passthrough over ``take_events(100)`` batches; ``count-groupby`` counts
+after ``group_by`` (a repartition topic, inside the transaction); ``count-repartition``
+is the same written by hand (an agent sends to a topic keyed by the new key, a second
+agent counts); ``count-tumbling`` counts in a 1 s tumbling windowed table.
+
     eoflow worker -A bench.apps.eoflow_app --broker kafka://127.0.0.1:PORT --datadir DIR
 """
 
@@ -23,12 +29,61 @@ source = app.topic(c.IN_TOPIC, partitions=c.PARTITIONS, key_serializer="str",
 out = app.topic(c.OUT_TOPIC, partitions=c.PARTITIONS, key_serializer="str",
                 value_serializer="json")
 
+def regroup(value: dict[str, Any]) -> str:
+    """The key a group_by moves a record to (a different key than the input's)."""
+    return f"g{value['i'] % 1000}"
+
+
 if c.WORKLOAD == "passthrough":
 
     @app.agent(source, name="passthrough")
     async def passthrough(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
         async for k, v in stream.items():
             await out.send(key=k, value=c.passthrough(v))
+
+elif c.WORKLOAD == "take100":
+
+    @app.agent(source, name="take100")
+    async def take100(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
+        async for batch in stream.take_events(100, within=0.01):
+            for event in batch:
+                await out.send(key=event.key, value=c.passthrough(event.value))
+
+elif c.WORKLOAD == "count-groupby":
+    by_group = app.Table("by-group", default=int, partitions=c.PARTITIONS)
+
+    @app.agent(source, name="groupby")
+    async def count_groups(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
+        async for v in stream.group_by(regroup, name="group"):
+            key = regroup(v)
+            by_group[key] += 1
+            await out.send(key=key, value=c.counted(v, by_group[key]))
+
+elif c.WORKLOAD == "count-repartition":
+    regrouped = app.topic(f"{c.APP_ID}-by-group", partitions=c.PARTITIONS,
+                          key_serializer="str", value_serializer="json")
+    by_group = app.Table("by-group", default=int, partitions=c.PARTITIONS)
+
+    @app.agent(source, name="repartition")
+    async def repartition(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
+        async for v in stream:
+            await regrouped.send(key=regroup(v), value=v)
+
+    @app.agent(regrouped, name="count-groups")
+    async def count_regrouped(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
+        async for key, v in stream.items():
+            by_group[key] += 1
+            await out.send(key=key, value=c.counted(v, by_group[key]))
+
+elif c.WORKLOAD == "count-tumbling":
+    per_second = app.Table("per-second", default=int,
+                           partitions=c.PARTITIONS).tumbling(1.0, expires=10.0)
+
+    @app.agent(source, name="tumbling")
+    async def count_windows(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
+        async for k, v in stream.items():
+            per_second[k] += 1
+            await out.send(key=k, value=c.counted(v, per_second[k].current()))
 
 else:
     counts = app.Table("counts", default=int, partitions=c.PARTITIONS)

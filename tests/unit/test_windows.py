@@ -222,3 +222,15 @@ async def test_a_record_whose_time_field_is_not_a_time_is_dead_lettered() -> Non
         error = dict(letter.headers)["eoflow.error"].decode()
         assert "clicks[0]@0" in error and "'yesterday'" in error
         assert driver.table("views") == {("gus", Window(BASE, BASE + 60)): 1}
+
+
+def test_whether_a_move_of_stream_time_passes_a_window_end() -> None:
+    tumbling = Tumbling(10)  # ends at multiples of 10 s
+    assert not tumbling.ends_between(1_000, 9_999)
+    assert tumbling.ends_between(9_999, 10_000)  # (low, high]: 10 s is in
+    assert not tumbling.ends_between(10_000, 19_999)
+    assert tumbling.ends_between(-5_000, 0)
+    hopping = Hopping(25, 10)  # ends at 25, 35, 45, ... s
+    assert not hopping.ends_between(25_000, 34_999)
+    assert hopping.ends_between(34_999, 35_000)
+    assert Tumbling(1 / 3).ends_between(0, 1)  # ends not on whole ms: always scan
