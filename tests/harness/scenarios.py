@@ -133,6 +133,10 @@ async def scale_1_3_1(cfg: RunConfig) -> ScenarioResult:
         run.driver.start()
         await run.watcher.wait_echoed(cfg.records // 10, 60)
         extra = [run.workers.start("w2"), run.workers.start("w3")]
+        # Three members for real before two leave: on a loaded machine the input could
+        # pass 40 % before w2 and w3 had joined, and they were stopped unassigned.
+        await run.watcher.wait_for(lambda: all("assigned" in w.log() for w in extra), 90,
+                                   "w2 and w3 assigned")
         await run.watcher.wait_echoed(cfg.records * 4 // 10, 90)
         for w in extra:
             code = await asyncio.to_thread(run.workers.term, w)
