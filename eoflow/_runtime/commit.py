@@ -56,7 +56,7 @@ class Committer:
     def __init__(self, settings: Settings, producer: Producer, consumer: GroupConsumer,
                  sender: Sender, dispatcher: Dispatcher, supervisor: AgentSupervisor,
                  tables: TableManager, poison: PoisonLedger, lock: asyncio.Lock,
-                 stats: WorkerStats | None = None) -> None:
+                 stats: WorkerStats | None = None, stop: asyncio.Event | None = None) -> None:
         self.settings = settings
         self._producer = producer
         self._consumer = consumer
@@ -66,6 +66,8 @@ class Committer:
         self._tables = tables
         self._poison = poison
         self.lock = lock
+        #: Set when the worker is asked to stop: recovery retries then give up (below).
+        self._stop = stop
         #: The generation the commits fence with; None between revoke and assignment.
         self.group: GroupMetadata | None = None
         #: Committed offsets of the assigned partitions (what an interval that consumed
@@ -345,12 +347,15 @@ class Committer:
         self._dispatcher.open()
 
     async def _retrying(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
-        """Run a recovery step until it succeeds (the broker may be restarting).
+        """Run a recovery step until it succeeds (the broker may be restarting, or the
+        cluster may be unable to take transactions for a while).
 
-        Each try gets ``STEP_TIMEOUT``; gives up after ``2 * transaction_timeout``: by
-        then something else is wrong.
+        Each try gets ``STEP_TIMEOUT``. An outage does not stop the worker: it retries for
+        as long as it lasts, backing off up to 5 s and saying so. Only a stop request ends
+        the retries, once ``2 * transaction_timeout`` has passed.
         """
-        deadline = time.monotonic() + 2 * self.settings.transaction_timeout
+        started = time.monotonic()
+        deadline = started + 2 * self.settings.transaction_timeout
         delay = 0.2
         while True:
             try:
@@ -361,9 +366,12 @@ class Committer:
             except ProducerFencedError:
                 raise
             except Exception as exc:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline and self._stop is not None and self._stop.is_set():
                     raise
-                log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
+                level = logging.ERROR if now > deadline else logging.WARNING
+                log.log(level, "%s failed (%r) for %.0fs; retrying in %.1fs", what, exc,
+                        now - started, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

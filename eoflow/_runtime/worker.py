@@ -210,7 +210,7 @@ class Worker:
         dispatcher = self._dispatcher = Dispatcher(specs, supervisor, poison, begin=sender.begin,
                                 is_open=lambda: sender.is_open, dead_letter=sender.dead_letter)
         self.committer = Committer(settings, producer, consumer, sender, dispatcher, supervisor,
-                                   tables, poison, lock, self.stats)
+                                   tables, poison, lock, self.stats, stop=self._stop)
         failures.append(self.committer)
         self.rebalance = RebalanceHandler(self.committer, dispatcher, tables, consumer,
                                           self._spawn)

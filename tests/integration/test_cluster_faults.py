@@ -45,10 +45,6 @@ async def test_ensure_topics_while_a_node_is_dead(kafka_cluster: KafkaCluster) -
         await asyncio.to_thread(kafka_cluster.wait_in_sync, 180)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "eoflow/_runtime/commit.py Committer._retrying gives up after 2 x transaction_timeout "
-    "and the worker exits 1 (TimeoutError from 'recreating the producer') when the "
-    "cluster cannot take transactions for longer than that (issue 15)"))
 async def test_a_worker_outlives_a_long_loss_of_two_of_three_nodes(
     kafka_cluster: KafkaCluster, tmp_path: Path,
 ) -> None:
