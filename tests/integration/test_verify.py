@@ -35,6 +35,9 @@ def test_counting_in_a_dict_instead_of_a_table_is_caught(kafka_bootstrap: str) -
     assert result.exit_code == 1, result.output
     assert "NOT EXACTLY ONCE" in result.output
     assert "topic counts key 'k" in result.output
+    # each difference says where the runs part, with the inputs of its key
+    assert "they part at #" in result.output
+    assert "inputs with key 'k" in result.output
 
 
 def test_an_app_that_is_not_deterministic_is_not_judged(kafka_bootstrap: str,
@@ -51,13 +54,3 @@ def test_windows_dead_letters_and_ignored_timer_topics_compare(kafka_bootstrap: 
                         "--rate", "100", "--ignore", "ticks")
     assert result.exit_code == 0, result.output
     assert "exactly once" in result.output
-
-
-def test_a_difference_is_shown_where_the_runs_part_with_its_inputs(
-        kafka_bootstrap: str) -> None:
-    result = run_verify(kafka_bootstrap, "-A", "tests.integration.verify_apps:leaky",
-                        "--inputs", "tests.integration.verify_apps:events", "--records", "600",
-                        "--rate", "100", "--seed", "3")
-    assert result.exit_code == 1, result.output
-    assert "they part at #" in result.output
-    assert "inputs with key 'k" in result.output
