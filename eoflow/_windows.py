@@ -274,10 +274,10 @@ class WindowSet(Generic[KT, VT]):
             return self
         codec = windowed.table.value_codec
         for window in open_windows:
-            raw = runtime.get(windowed.name, partition, window_key(key, window))
+            stored = window_key(key, window)
+            raw = runtime.get(windowed.name, partition, stored)
             current = codec.loads(raw) if raw is not None else windowed.table._default()
-            runtime.set(windowed.name, partition, window_key(key, window),
-                        codec.dumps(change(current)))
+            runtime.set(windowed.name, partition, stored, codec.dumps(change(current)))
         return self
 
     def set(self, value: Any) -> None:

@@ -197,11 +197,22 @@ class TableManager:
         if before is None or now > before:
             self._check_writer(windowed.name, STREAM_TIME_KEY)
             overlay.set(STREAM_TIME_KEY, str(now).encode())
-            self._defer(windowed, lambda: self._close_and_expire(windowed, partition,
-                                                                 before, now))
+            if before is None or self._passes_an_end(windowed, before, now):
+                self._defer(windowed, lambda: self._close_and_expire(windowed, partition,
+                                                                     before, now))
         stream_ms = max(now, before or now)
         grace_ms = windowed.grace * 1000
         return [w for w in windows if w.end * 1000 + grace_ms > stream_ms]
+
+    @staticmethod
+    def _passes_an_end(windowed: WindowedTable[Any, Any], before: int, now: int) -> bool:
+        """Whether moving stream time from ``before`` to ``now`` (ms) closes or expires
+        any window: only then is there work at the end of the event."""
+        grace, expires = round(windowed.grace * 1000), round(windowed.expires * 1000)
+        spec = windowed.spec
+        return (windowed.on_window_close is not None
+                and spec.ends_between(before - grace, now - grace)) \
+            or spec.ends_between(before - expires, now - expires)
 
     def window_late(self, windowed: WindowedTable[Any, Any], key: Any, change: Any,
                     event: Event[Any, Any]) -> None:
@@ -227,8 +238,9 @@ class TableManager:
         grace, expires = round(windowed.grace * 1000), round(windowed.expires * 1000)
         spec = windowed.spec
         hook = windowed.on_window_close
-        # Most moves of stream time pass no window end: then nothing closes or expires,
-        # and the range reads (RocksDB seeks, a sort of the interval's writes) are skipped.
+        # Most moves of stream time pass no window end (see _passes_an_end): then nothing
+        # closes or expires, and the range reads (RocksDB seeks, a sort of the interval's
+        # writes) are skipped.
         if hook is not None and (before is None or spec.ends_between(before - grace,
                                                                      now - grace)):
             low = b"W" if before is None else end_prefix(before - grace + 1)
