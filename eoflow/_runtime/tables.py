@@ -197,22 +197,28 @@ class TableManager:
         if before is None or now > before:
             self._check_writer(windowed.name, STREAM_TIME_KEY)
             overlay.set(STREAM_TIME_KEY, str(now).encode())
-            if before is None or self._passes_an_end(windowed, before, now):
-                self._defer(windowed, lambda: self._close_and_expire(windowed, partition,
-                                                                     before, now))
+            closes, expires = self._ends_passed(windowed, before, now)
+            if closes or expires:
+                self._defer(windowed, lambda: self._close_and_expire(
+                    windowed, partition, before, now, closes=closes, expires=expires))
         stream_ms = max(now, before or now)
         grace_ms = windowed.grace * 1000
         return [w for w in windows if w.end * 1000 + grace_ms > stream_ms]
 
     @staticmethod
-    def _passes_an_end(windowed: WindowedTable[Any, Any], before: int, now: int) -> bool:
-        """Whether moving stream time from ``before`` to ``now`` (ms) closes or expires
-        any window: only then is there work at the end of the event."""
+    def _ends_passed(windowed: WindowedTable[Any, Any], before: int | None,
+                     now: int) -> tuple[bool, bool]:
+        """Whether moving stream time from ``before`` to ``now`` (ms) may close windows
+        (with a close hook) and expire windows. Most moves pass no window end: then there
+        is no work at the end of the event, and no range read (a RocksDB seek, a sort of
+        the interval's writes)."""
+        if before is None:
+            return windowed.on_window_close is not None, True
         grace, expires = round(windowed.grace * 1000), round(windowed.expires * 1000)
         spec = windowed.spec
         return (windowed.on_window_close is not None
-                and spec.ends_between(before - grace, now - grace)) \
-            or spec.ends_between(before - expires, now - expires)
+                and spec.ends_between(before - grace, now - grace),
+                spec.ends_between(before - expires, now - expires))
 
     def window_late(self, windowed: WindowedTable[Any, Any], key: Any, change: Any,
                     event: Event[Any, Any]) -> None:
@@ -230,34 +236,31 @@ class TableManager:
         scope.defer(work)
 
     async def _close_and_expire(self, windowed: WindowedTable[Any, Any], partition: int,
-                                before: int | None, now: int) -> None:
-        """Stream time moved from ``before`` to ``now`` (ms): run ``on_window_close`` for
-        each window that closed (end + grace passed), oldest first; then delete the windows
-        that expired (end + expires passed)."""
+                                before: int | None, now: int, *, closes: bool,
+                                expires: bool) -> None:
+        """Stream time moved from ``before`` to ``now`` (ms): if ``closes``, run
+        ``on_window_close`` for each window that closed (end + grace passed), oldest
+        first; if ``expires``, delete the windows that expired (end + expires passed)."""
         overlay = self._overlay(windowed.name, partition)
-        grace, expires = round(windowed.grace * 1000), round(windowed.expires * 1000)
-        spec = windowed.spec
-        hook = windowed.on_window_close
-        # Most moves of stream time pass no window end (see _passes_an_end): then nothing
-        # closes or expires, and the range reads (RocksDB seeks, a sort of the interval's
-        # writes) are skipped.
-        if hook is not None and (before is None or spec.ends_between(before - grace,
-                                                                     now - grace)):
-            low = b"W" if before is None else end_prefix(before - grace + 1)
-            closing = list(overlay.items(low, end_prefix(now - grace + 1)))
+        grace_ms, expires_ms = round(windowed.grace * 1000), round(windowed.expires * 1000)
+        if closes:
+            hook = windowed.on_window_close
+            low = b"W" if before is None else end_prefix(before - grace_ms + 1)
+            closing = list(overlay.items(low, end_prefix(now - grace_ms + 1)))
             codec_k, codec_v = windowed.table.key_codec, windowed.table.value_codec
             for stored, raw in closing:
                 split = split_key(stored)
                 if split is not None:
                     await _call(hook, codec_k.loads(split[0]), split[1], codec_v.loads(raw))
-        if before is not None and not spec.ends_between(before - expires, now - expires):
+        if not expires:
             return
         # Only windows that expired in this move: older ones were deleted when stream time
         # passed them (scanning from the first window key would step over every tombstone
         # they left in RocksDB, on every event). A window written since `before` was open
         # then (end > before - grace), one left over was not expired (end > before - expires).
-        low = b"W" if before is None else end_prefix(min(before - grace, before - expires) + 1)
-        expired = [stored for stored, _ in overlay.items(low, end_prefix(now - expires + 1))]
+        low = b"W" if before is None else end_prefix(
+            min(before - grace_ms, before - expires_ms) + 1)
+        expired = [stored for stored, _ in overlay.items(low, end_prefix(now - expires_ms + 1))]
         for stored in expired:
             overlay.delete(stored)
 
