@@ -119,6 +119,8 @@ async def _topic_configs(admin: AIOKafkaAdminClient,
     retention: dict[str, float] = {}
     for response in await admin.describe_configs(resources):
         for resource in response.to_object()["resources"]:
+            if not _config_answer_usable(resource):
+                continue
             for entry in resource.get("config_entries") or ():
                 name, value = entry["config_names"], entry["config_value"]
                 if not value:
@@ -129,6 +131,29 @@ async def _topic_configs(admin: AIOKafkaAdminClient,
                     retention[resource["resource_name"]] = int(value) / 1000
     return ({name: limits.get(name, DEFAULT_MAX_MESSAGE_BYTES) for name in names},
             {name: retention.get(name, DEFAULT_DELETE_RETENTION) for name in names})
+
+
+def _config_answer_usable(resource: Mapping[str, Any]) -> bool:
+    """Whether one DescribeConfigs answer carries the topic's configs.
+
+    A node that has not yet applied the metadata of a topic created a moment ago answers
+    ``UNKNOWN_TOPIC_OR_PARTITION``: that (and any other retriable error) is raised, so that
+    :func:`ensure_topics` asks again rather than taking Kafka's defaults for a topic whose
+    limits may differ. A lasting refusal (no DescribeConfigs permission) falls back to the
+    defaults, with a warning naming the topic.
+    """
+    code = resource.get("error_code", 0)
+    if not code:
+        return True
+    error = kerr.for_code(code)
+    name = resource.get("resource_name")
+    if error.retriable:
+        raise error(f"describing the configs of topic {name!r}: "
+                    f"{resource.get('error_message') or error.__name__}")
+    log.warning("cannot read the configs of topic %r (%s: %s); assuming Kafka's defaults "
+                "for max.message.bytes and delete.retention.ms", name, error.__name__,
+                resource.get("error_message"))
+    return False
 
 
 async def list_topics(bootstrap: str, *,

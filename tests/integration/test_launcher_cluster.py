@@ -7,6 +7,7 @@ Runs on the session's ``kafka_cluster`` (Kafka version as ``EOFLOW_KAFKA_VERSION
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -29,19 +30,31 @@ def _uid(prefix: str) -> str:
 
 async def _configs(bootstrap: str, kind: ConfigResourceType, names: list[str],
                    keys: list[str]) -> dict[str, dict[str, str]]:  # fmt: skip
-    """``{resource name: {key: value}}`` as the brokers report them (effective values)."""
+    """``{resource name: {key: value}}`` as the brokers report them (effective values).
+
+    Asks again while a node answers with an error: the node asked may not have applied the
+    metadata of a topic created a moment ago (UNKNOWN_TOPIC_OR_PARTITION).
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
+    deadline = time.monotonic() + 30
     try:
-        responses = await admin.describe_configs(
-            [ConfigResource(kind, name, configs=dict.fromkeys(keys)) for name in names])
+        while True:
+            responses = await admin.describe_configs(
+                [ConfigResource(kind, name, configs=dict.fromkeys(keys)) for name in names])
+            out: dict[str, dict[str, str]] = {}
+            errors = []
+            for response in responses:
+                for code, msg, _type, name, entries in response.resources:
+                    if code:
+                        errors.append((name, code, msg))
+                    out[name] = {entry[0]: entry[1] for entry in entries}
+            if not errors:
+                return out
+            assert time.monotonic() < deadline, errors
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
-    out: dict[str, dict[str, str]] = {}
-    for response in responses:
-        for _code, _msg, _type, name, entries in response.resources:
-            out[name] = {entry[0]: entry[1] for entry in entries}
-    return out
 
 
 async def test_topics_and_internal_topics_have_rf_3_and_min_insync_2(
