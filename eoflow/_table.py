@@ -16,6 +16,7 @@ from eoflow._stream import Event, current_event
 from eoflow._windows import (
     Hopping,
     Seconds,
+    Session,
     Tumbling,
     WindowedTable,
     WindowSpec,
@@ -57,6 +58,10 @@ class TableBackend(Protocol):
 
     def window_late(self, table: Any, key: Any, change: Any, event: Event[Any, Any]) -> None:
         """An event came after all its windows closed: count it, call ``on_late``."""
+        ...
+
+    def session_written(self, table: Any, partition: int, end_ms: int) -> None:
+        """A session ending at ``end_ms`` was written: it may close or expire from then."""
         ...
 
     def set(self, table: str, partition: int, key: bytes, value: bytes | None) -> None: ...
@@ -110,7 +115,7 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         self.on_window_close = on_window_close
         #: Every worker reads all of it (:class:`GlobalTable`).
         self.global_ = type(self).global_
-        #: Set by :meth:`tumbling` / :meth:`hopping`: the table holds per-window values.
+        #: Set by :meth:`tumbling` / :meth:`hopping` / :meth:`session`: per-window values.
         self.windowed: WindowedTable[KT, VT] | None = None
 
     # -- windows ------------------------------------------------------------------------
@@ -132,12 +137,29 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         an event updates every window holding its time. See :meth:`tumbling`."""
         return self._window(Hopping(size, step), expires, grace, on_window_close, on_late)
 
+    def session(self, gap: Seconds, *, merge: Callable[[Any, Any], Any] | None = None,
+                expires: Seconds | None = None, grace: Seconds = 0,
+                on_window_close: Any = None, on_late: Any = None) -> WindowedTable[KT, VT]:
+        """Per-key sessions: an event joins every session of its key it is less than
+        ``gap`` (seconds or a timedelta) from, merging them (their values combined with
+        ``merge(a, b)``, ``a + b`` by default); else it starts a session of its own.
+
+        A session is ``[first event, last event]``, both included. It closes once stream
+        time passes its end plus ``gap`` plus ``grace`` (``on_window_close`` runs, exactly
+        once) and is deleted once stream time passes its end plus ``gap`` plus ``expires``
+        (default: the larger of gap and grace). An event older than stream time minus
+        ``grace`` is late: not applied, ``on_late(key, event)``.
+        """
+        return self._window(Session(gap), expires, grace, on_window_close, on_late, merge)
+
     def _window(self, spec: WindowSpec, expires: Seconds | None, grace: Seconds,
-                on_window_close: Any, on_late: Any) -> WindowedTable[KT, VT]:
+                on_window_close: Any, on_late: Any,
+                merge: Callable[[Any, Any], Any] | None = None) -> WindowedTable[KT, VT]:
         if self.windowed is not None:
             raise ConfigurationError(f"table {self.name!r} is windowed already")
         self.windowed = WindowedTable(self, spec, expires=expires, grace=grace,
-                                      on_window_close=on_window_close, on_late=on_late)
+                                      on_window_close=on_window_close, on_late=on_late,
+                                      merge=merge)
         return self.windowed
 
     def _default(self) -> Any:
@@ -231,13 +253,14 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         """A changelog record as ``(key, value)`` (value None: deleted); None for records
         that are eoflow's own bookkeeping, not a key of the table. A windowed table's keys
         are ``(key, Window)``."""
-        decoded_value = None if value is None else self.value_codec.loads(value)
         if self.windowed is None:
-            return self.key_codec.loads(key), decoded_value
+            return (self.key_codec.loads(key),
+                    None if value is None else self.value_codec.loads(value))
         split = split_key(key)
-        if split is None:
+        if split is None:  # stream time, a session index
             return None
-        return (self.key_codec.loads(split[0]), split[1]), decoded_value
+        return ((self.key_codec.loads(split[0]), split[1]),
+                None if value is None else self.value_codec.loads(value))
 
     def __repr__(self) -> str:
         return f"<Table {self.name}>"

@@ -18,11 +18,18 @@ window, value)`` runs then, once, inside the transaction of the event that moved
 time. Events for closed windows are late: not applied, counted, and passed to
 ``on_late``. Windows are deleted (changelog tombstones, same transaction) once stream
 time passes their end plus ``expires``, so the store stays bounded.
+
+Session windows (``Table.session(gap)``) are per key: an event joins every session of its
+key it is less than ``gap`` from, merging them into one (values combined with ``merge``, ``+``
+by default); a session is ``[first event, last event]``, both ends included, and closes
+once stream time passes its end plus ``gap`` plus ``grace`` (no later event may join it
+then). An event older than stream time minus ``grace`` is late.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import struct
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +42,8 @@ from eoflow.errors import ConfigurationError, SerializationError, TableUsageErro
 if TYPE_CHECKING:
     from eoflow._table import Table
 
-__all__ = ["Hopping", "Tumbling", "Window", "WindowSet", "WindowSpec", "WindowedTable"]
+__all__ = ["Hopping", "Session", "Tumbling", "Window", "WindowSet", "WindowSpec",
+           "WindowedTable"]
 
 KT = TypeVar("KT")
 VT = TypeVar("VT")
@@ -43,9 +51,14 @@ VT = TypeVar("VT")
 #: Store key of a partition's stream time (sorts before every window key).
 STREAM_TIME_KEY = b"\x00stream_time"
 _WINDOW = b"W"
+#: First byte past every window key (the end of a range read over windows).
+WINDOWS_END = b"X"
+#: Session tables keep, per key, the bounds of its sessions (``S`` + key -> bounds).
+_SESSIONS = b"S"
 _BOUNDS = struct.Struct(">QQ")
 
 Seconds = float | int | timedelta
+Merge = Callable[[Any, Any], Any]
 CloseHook = Callable[[Any, "Window", Any], "Awaitable[None] | None"]
 LateHook = Callable[[Any, Any, Event[Any, Any]], "Awaitable[None] | None"]
 
@@ -77,6 +90,15 @@ class WindowSpec:
 
     size: float
     step: float
+    #: How long after its end a window can still grow (a session's gap): it closes once
+    #: stream time passes end + tail + grace, and is deleted at end + tail + expires.
+    tail: float = 0.0
+    #: Whether a window's end is one of its times (sessions) or just past them.
+    inclusive_end = False
+
+    def describe(self) -> str:
+        """The spec in words (``eoflow tables``)."""
+        return f"{type(self).__name__.lower()} size={self.size:g}s step={self.step:g}s"
 
     def windows(self, t: float) -> list[Window]:
         """Every window holding ``t``, oldest first."""
@@ -126,9 +148,49 @@ class Hopping(WindowSpec):
                 for i in range(count) if first + i * self.step <= t]
 
 
+class Session(WindowSpec):
+    """Per-key sessions: events less than ``gap`` seconds apart belong to one session."""
+
+    tail_ms: int
+    inclusive_end = True
+
+    def __init__(self, gap: Seconds) -> None:
+        self.gap = self.size = self.step = self.tail = seconds(gap, "session gap")
+        self.tail_ms = _ms(self.gap)
+
+    def windows(self, t: float) -> list[Window]:
+        return [Window(t, t)]  # the event's own session, before it joins its neighbours
+
+    def ends_between(self, low_ms: int, high_ms: int) -> bool:
+        return True  # a session ends at any event's time (the runtime keeps a due hint)
+
+    def describe(self) -> str:
+        return f"session gap={self.gap:g}s"
+
+
+def session_index_key(key: bytes) -> bytes:
+    """The store key of the bounds of ``key``'s sessions."""
+    return _SESSIONS + key
+
+
+def pack_sessions(bounds: list[tuple[int, int]]) -> bytes:
+    """``[(end_ms, start_ms), ...]`` as a session index value (sorted by end)."""
+    return b"".join(_BOUNDS.pack(end, start) for end, start in sorted(bounds))
+
+
+def unpack_sessions(raw: bytes | None) -> list[tuple[int, int]]:
+    if not raw:
+        return []
+    return [_BOUNDS.unpack_from(raw, i) for i in range(0, len(raw), _BOUNDS.size)]
+
+
 def window_key(key: bytes, window: Window) -> bytes:
     """The store and changelog key of ``key`` in ``window`` (ordered by window end)."""
     return _WINDOW + _BOUNDS.pack(_ms(window.end), _ms(window.start)) + key
+
+
+def window_key_ms(key: bytes, end_ms: int, start_ms: int) -> bytes:
+    return _WINDOW + _BOUNDS.pack(end_ms, start_ms) + key
 
 
 def end_prefix(end_ms: int) -> bytes:
@@ -168,9 +230,11 @@ class WindowedTable(Generic[KT, VT]):
 
     def __init__(self, table: Table[KT, VT], spec: WindowSpec, *, expires: Seconds | None,
                  grace: Seconds = 0.0, on_window_close: CloseHook | None = None,
-                 on_late: LateHook | None = None) -> None:
+                 on_late: LateHook | None = None, merge: Merge | None = None) -> None:
         self.table = table
         self.spec = spec
+        #: Combines the values of sessions an event joins (session tables).
+        self.merge: Merge = merge or operator.add
         self.grace = 0.0 if not grace else seconds(grace, "grace")
         self.expires = (max(spec.size, self.grace) if expires is None
                         else seconds(expires, "expires"))
@@ -272,6 +336,9 @@ class WindowSet(Generic[KT, VT]):
             windowed.late += 1
             runtime.window_late(windowed, self.key, change, event)
             return self
+        if isinstance(windowed.spec, Session):
+            self._apply_session(change, runtime, partition, key, _ms(t))
+            return self
         codec = windowed.table.value_codec
         for window in open_windows:
             stored = window_key(key, window)
@@ -279,6 +346,56 @@ class WindowSet(Generic[KT, VT]):
             current = codec.loads(raw) if raw is not None else windowed.table._default()
             runtime.set(windowed.name, partition, stored, codec.dumps(change(current)))
         return self
+
+    def _apply_session(self, change: Callable[[Any], Any], runtime: Any, partition: int,
+                       key: bytes, t_ms: int) -> None:
+        """Join the event to the key's sessions less than gap from it (merging them), or
+        start one. An event that is not late (``t + grace >= stream time``) is never that
+        near a closed session (``end + gap + grace <= stream time``)."""
+        windowed = self.table
+        spec = windowed.spec
+        assert isinstance(spec, Session)
+        name, codec, gap = windowed.name, windowed.table.value_codec, spec.tail_ms
+        index = session_index_key(key)
+        sessions = unpack_sessions(runtime.get(name, partition, index))
+        joined = [(end, start) for end, start in sessions
+                  if start - gap < t_ms < end + gap]
+        end = max([t_ms, *(e for e, _ in joined)])
+        start = min([t_ms, *(s for _, s in joined)])
+        values = []
+        for bounds in joined:
+            stored = window_key_ms(key, *bounds)
+            raw = runtime.get(name, partition, stored)
+            values.append(codec.loads(raw) if raw is not None else windowed.table._default())
+            if bounds != (end, start):
+                runtime.set(name, partition, stored, None)
+        if not values:
+            current = windowed.table._default()
+        else:
+            current = values[0]
+            for value in values[1:]:
+                try:
+                    current = windowed.merge(current, value)
+                except TypeError as exc:
+                    raise TableUsageError(
+                        f"session table {name!r}: cannot merge the sessions of key "
+                        f"{self.key!r} ({current!r} and {value!r}): {exc}; declare "
+                        "merge=... on .session()") from exc
+        runtime.set(name, partition, window_key_ms(key, end, start),
+                    codec.dumps(change(current)))
+        kept = [b for b in sessions if b not in joined]
+        runtime.set(name, partition, index, pack_sessions([*kept, (end, start)]))
+        runtime.session_written(windowed, partition, end)
+
+    def _session_at(self, runtime: Any, partition: int, key: bytes,
+                    t: float) -> Window | None:
+        """The key's session holding ``t``, if any."""
+        t_ms = _ms(t)
+        for end, start in unpack_sessions(
+                runtime.get(self.table.name, partition, session_index_key(key))):
+            if start <= t_ms <= end:
+                return Window(start / 1000, end / 1000)
+        return None
 
     def set(self, value: Any) -> None:
         """Set the value of every window holding the event's time."""
@@ -305,9 +422,13 @@ class WindowSet(Generic[KT, VT]):
         windowed = self.table
         runtime = windowed.table._backend()
         partition = runtime.partition_of(windowed.name, event)
+        key = windowed.table.key_codec.dumps(self.key)
+        if window is None and isinstance(windowed.spec, Session):
+            window = self._session_at(runtime, partition, key, t)
+            if window is None:
+                return windowed.table._default()
         window = window or windowed.spec.current(t)
-        raw = runtime.get(windowed.name, partition,
-                          window_key(windowed.table.key_codec.dumps(self.key), window))
+        raw = runtime.get(windowed.name, partition, window_key(key, window))
         if raw is None:
             return windowed.table._default()
         return windowed.table.value_codec.loads(raw)

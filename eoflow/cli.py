@@ -158,8 +158,7 @@ def tables(app_spec: str) -> None:
         kind = type(table).__name__
         window = table.windowed
         described = "" if window is None else (
-            f"\t{type(window.spec).__name__.lower()} size={window.spec.size:g}s "
-            f"step={window.spec.step:g}s grace={window.grace:g}s "
+            f"\t{window.spec.describe()} grace={window.grace:g}s "
             f"expires={window.expires:g}s")
         click.echo(f"{table.name}\t{kind}\tchangelog: "
                    f"{app.settings.changelog_topic(table.name)}{described}")
@@ -320,7 +319,8 @@ def _show(tbl: Any, key: Any, value: Any) -> str:
 
     import json
 
-    return (f"{json.dumps(user_key)}\t[{stamp(window.start)}, {stamp(window.end)})\t"
+    closing = "]" if tbl.windowed.spec.inclusive_end else ")"
+    return (f"{json.dumps(user_key)}\t[{stamp(window.start)}, {stamp(window.end)}{closing}\t"
             f"{_value(value)}")
 
 

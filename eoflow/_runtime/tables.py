@@ -40,7 +40,18 @@ from eoflow._table import Table
 from eoflow._transport.admin import DEFAULT_MAX_MESSAGE_BYTES
 from eoflow._transport.base import SendFuture, TopicPartition
 from eoflow._transport.batching import check_record_size, record_size
-from eoflow._windows import STREAM_TIME_KEY, Window, WindowedTable, end_prefix, split_key
+from eoflow._windows import (
+    STREAM_TIME_KEY,
+    WINDOWS_END,
+    Session,
+    Window,
+    WindowedTable,
+    end_prefix,
+    pack_sessions,
+    session_index_key,
+    split_key,
+    unpack_sessions,
+)
 from eoflow.errors import OutsideEventError, TableUsageError
 
 __all__ = ["ChangelogSend", "Flushed", "ReaderFactory", "TableManager"]
@@ -197,25 +208,31 @@ class TableManager:
         if before is None or now > before:
             self._check_writer(windowed.name, STREAM_TIME_KEY)
             overlay.set(STREAM_TIME_KEY, str(now).encode())
-            closes, expires = self._ends_passed(windowed, before, now)
+            closes, expires = self._ends_passed(windowed, overlay, before, now)
             if closes or expires:
                 self._defer(windowed, lambda: self._close_and_expire(
                     windowed, partition, before, now, closes=closes, expires=expires))
         stream_ms = max(now, before or now)
         grace_ms = windowed.grace * 1000
+        if windowed.spec.inclusive_end:  # a session's end is an event's time
+            return [w for w in windows if w.end * 1000 + grace_ms >= stream_ms]
         return [w for w in windows if w.end * 1000 + grace_ms > stream_ms]
 
     @staticmethod
-    def _ends_passed(windowed: WindowedTable[Any, Any], before: int | None,
+    def _ends_passed(windowed: WindowedTable[Any, Any], overlay: Overlay, before: int | None,
                      now: int) -> tuple[bool, bool]:
         """Whether moving stream time from ``before`` to ``now`` (ms) may close windows
         (with a close hook) and expire windows. Most moves pass no window end: then there
         is no work at the end of the event, and no range read (a RocksDB seek, a sort of
-        the interval's writes)."""
+        the interval's writes). Sessions end anywhere: the overlay's due hint says when
+        the next one may close or expire."""
         if before is None:
             return windowed.on_window_close is not None, True
-        grace, expires = round(windowed.grace * 1000), round(windowed.expires * 1000)
         spec = windowed.spec
+        if isinstance(spec, Session):
+            due = overlay.due_ms is None or overlay.due_ms <= now
+            return windowed.on_window_close is not None and due, due
+        grace, expires = round(windowed.grace * 1000), round(windowed.expires * 1000)
         return (windowed.on_window_close is not None
                 and spec.ends_between(before - grace, now - grace),
                 spec.ends_between(before - expires, now - expires))
@@ -227,6 +244,19 @@ class TableManager:
         hook = windowed.on_late
         if hook is not None:
             self._defer(windowed, lambda: _call(hook, key, event))
+
+    def session_written(self, windowed: WindowedTable[Any, Any], partition: int,
+                        end_ms: int) -> None:
+        overlay = self._overlay(windowed.name, partition)
+        if overlay.due_ms is not None:  # unknown stays unknown: the next move reads
+            overlay.due_ms = min(overlay.due_ms, end_ms + self._after_end_ms(windowed))
+
+    @staticmethod
+    def _after_end_ms(windowed: WindowedTable[Any, Any]) -> int:
+        """How long after its end a session has work due: its close (with a close hook),
+        else its expiry."""
+        after = windowed.grace if windowed.on_window_close is not None else windowed.expires
+        return round((windowed.spec.tail + after) * 1000)
 
     def _defer(self, windowed: WindowedTable[Any, Any],
                work: Callable[[], Awaitable[None]]) -> None:
@@ -242,7 +272,9 @@ class TableManager:
         ``on_window_close`` for each window that closed (end + grace passed), oldest
         first; if ``expires``, delete the windows that expired (end + expires passed)."""
         overlay = self._overlay(windowed.name, partition)
-        grace_ms, expires_ms = round(windowed.grace * 1000), round(windowed.expires * 1000)
+        tail = windowed.spec.tail
+        grace_ms = round((windowed.grace + tail) * 1000)
+        expires_ms = round((windowed.expires + tail) * 1000)
         if closes:
             hook = windowed.on_window_close
             low = b"W" if before is None else end_prefix(before - grace_ms + 1)
@@ -263,6 +295,9 @@ class TableManager:
         expired = [stored for stored, _ in overlay.items(low, end_prefix(now - expires_ms + 1))]
         for stored in expired:
             overlay.delete(stored)
+        if isinstance(windowed.spec, Session):
+            _forget_sessions(overlay, expired)
+            overlay.due_ms = _session_due(windowed, overlay, now, grace_ms, expires_ms)
 
     def items(self, table: str, partition: int) -> Iterator[tuple[bytes, bytes]]:
         return self._overlay(table, partition).items()
@@ -409,6 +444,51 @@ class TableManager:
         """The transaction aborted: forget every pending write."""
         for overlay in self._overlays.values():
             overlay.discard()
+
+
+def _forget_sessions(overlay: Overlay, expired: list[bytes]) -> None:
+    """Take expired sessions out of their keys' session indexes."""
+    gone: dict[bytes, set[tuple[int, int]]] = {}
+    for stored in expired:
+        split = split_key(stored)
+        if split is not None:
+            key, window = split
+            gone.setdefault(key, set()).add((round(window.end * 1000),
+                                             round(window.start * 1000)))
+    for key, bounds in gone.items():
+        index = session_index_key(key)
+        kept = [b for b in unpack_sessions(overlay.get(index)) if b not in bounds]
+        if kept:
+            overlay.set(index, pack_sessions(kept))
+        else:
+            overlay.delete(index)
+
+
+def _session_due(windowed: WindowedTable[Any, Any], overlay: Overlay, now: int,
+                 close_ms: int, expires_ms: int) -> int:
+    """The stream time (ms) at which the next session of this partition closes (with a
+    close hook) or expires: read from the first open and the first unexpired session."""
+    due = _NEVER
+    if windowed.on_window_close is not None:
+        first_open = _first_end(overlay, now - close_ms + 1)
+        if first_open is not None:
+            due = first_open + close_ms
+    first_kept = _first_end(overlay, now - expires_ms + 1)
+    if first_kept is not None:
+        due = min(due, first_kept + expires_ms)
+    return due
+
+
+def _first_end(overlay: Overlay, low_ms: int) -> int | None:
+    """The end (ms) of the first window ending at or after ``low_ms``."""
+    for stored, _ in overlay.items(end_prefix(low_ms), WINDOWS_END):
+        split = split_key(stored)
+        if split is not None:
+            return round(split[1].end * 1000)
+    return None
+
+
+_NEVER = 2**62
 
 
 async def _call(hook: Callable[..., Any], *args: Any) -> None:

@@ -55,6 +55,10 @@ class Overlay:
         self._pending: dict[bytes, bytes | _Tombstone] = {}
         self._last_offset: int | None = None
         self.state = OverlayState.OPEN
+        #: The earliest stream time (ms) at which a session window of this partition may
+        #: close or expire: a hint the table runtime keeps so that most events skip the
+        #: range read. None: unknown (read). Forgotten with the pending writes.
+        self.due_ms: int | None = None
 
     def __repr__(self) -> str:
         return f"Overlay({len(self._pending)} pending, store={self._store!r})"
@@ -148,6 +152,7 @@ class Overlay:
         self._pending.clear()
         self._last_offset = None
         self.state = OverlayState.OPEN
+        self.due_ms = None
 
     def commit_to_store(self) -> None:
         """Apply the pending writes and the last changelog offset in one atomic batch.
