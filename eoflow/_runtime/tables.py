@@ -214,8 +214,8 @@ class TableManager:
                     windowed, partition, before, now, closes=closes, expires=expires))
         stream_ms = max(now, before or now)
         grace_ms = windowed.grace * 1000
-        if windowed.spec.inclusive_end:  # a session's end is an event's time
-            return [w for w in windows if w.end * 1000 + grace_ms >= stream_ms]
+        if windowed.spec.inclusive_end:  # a session's end is an event's time (in ms)
+            return [w for w in windows if round(w.end * 1000 + grace_ms) >= stream_ms]
         return [w for w in windows if w.end * 1000 + grace_ms > stream_ms]
 
     @staticmethod

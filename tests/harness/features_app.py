@@ -8,7 +8,9 @@
   ``{app}-aggregate-key-repartition``) and keeps, per key, the running fold in table
   ``aggs`` (emitted to ``aggregates``), the count per 1-second window of event time in the
   windowed table ``views`` (closed windows emitted once to ``finals``, late inputs to
-  ``late``), and the last id in the global table ``firsts``;
+  ``late``), the count per session (inputs of a key less than 2 s of event time apart) in
+  the session table ``visits`` (closed sessions emitted once to ``session-finals``, late
+  inputs to ``session-late``), and the last id in the global table ``firsts``;
 * ``tick`` punctuates every input partition every 0.5 s: table ``ticks`` counts the runs
   per partition and each run emits its new count to ``ticks-out``.
 
@@ -34,6 +36,8 @@ from .app_common import (
 #: retention longer than any run (expiry is checked by unit tests; here every window
 #: must stay comparable).
 WINDOW, GRACE, EXPIRES = 1.0, 0.5, 1e6
+#: Inputs of a key less than this far apart in event time share a session.
+SESSION_GAP = 2.0
 
 app = eoflow.App(APP_ID, **EOFLOW_SETTINGS)
 
@@ -44,6 +48,10 @@ aggregates = app.topic(f"{PREFIX}-aggregates", partitions=PARTITIONS, key_serial
 finals = app.topic(f"{PREFIX}-finals", partitions=PARTITIONS, key_serializer="str")
 late = app.topic(f"{PREFIX}-late", partitions=PARTITIONS, key_serializer="str")
 ticks_out = app.topic(f"{PREFIX}-ticks-out", partitions=PARTITIONS, key_serializer="str")
+session_finals = app.topic(f"{PREFIX}-session-finals", partitions=PARTITIONS,
+                           key_serializer="str")
+session_late = app.topic(f"{PREFIX}-session-late", partitions=PARTITIONS,
+                         key_serializer="str")
 
 aggs = app.Table("aggs", default=dict, partitions=PARTITIONS)
 firsts = app.GlobalTable("firsts", partitions=PARTITIONS)
@@ -63,6 +71,22 @@ views = (app.Table("views", default=int, partitions=PARTITIONS)
          .tumbling(WINDOW, grace=GRACE, expires=EXPIRES, on_window_close=close_window,
                    on_late=on_late)
          .relative_to_field("t"))
+
+
+async def close_session(key: str, window: eoflow.Window, count: int) -> None:
+    await session_finals.send(key=key, value={"key": key, "start": window.start,
+                                              "end": window.end, "count": count})
+
+
+async def on_session_late(key: str, event: eoflow.Event[Any, Any]) -> None:
+    value = event.value
+    await session_late.send(key=key, value={"id": value["id"], "key": key, "t": value["t"]})
+
+
+visits = (app.Table("visits", default=int, partitions=PARTITIONS)
+          .session(SESSION_GAP, grace=GRACE, expires=EXPIRES, on_window_close=close_session,
+                   on_late=on_session_late)
+          .relative_to_field("t"))
 
 
 @app.agent(name="audit")
@@ -86,6 +110,7 @@ async def aggregate(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
         aggs[key] = agg
         await aggregates.send(key=key, value={"id": value["id"], **agg})
         views[key] += 1
+        visits[key] += 1
         firsts[key] = value["id"]  # the last id per key: a deterministic fold
 
 

@@ -14,6 +14,10 @@ input's coordinates). Everything is read ``read_committed`` to the high watermar
   records equals the inputs of that window; each window is finalized at most once, with
   its committed count, and every window its partition's stream time has passed (end +
   grace) is finalized;
+* sessions: folding the session rules over each repartition partition in offset order
+  (the order the agent committed them in) gives exactly the committed ``visits`` table,
+  the ``session-late`` ids, and the ``session-finals`` (each closed session once, with its
+  count);
 * the global table ``firsts`` holds the last id of each key in repartition order;
 * per input partition, the punctuator's ``ticks-out`` counts run 1..N with no gap or
   duplicate, and the ``ticks`` table holds N.
@@ -38,6 +42,7 @@ from .oracle import OracleResult, Topics
 __all__ = ["FeatureTopics", "check"]
 
 WINDOW, GRACE = 1.0, 0.5  # as features_app
+SESSION_GAP = 2.0  # as features_app
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,14 @@ class FeatureTopics(Topics):
         return f"{self.prefix}-ticks-out"
 
     @property
+    def session_finals(self) -> str:
+        return f"{self.prefix}-session-finals"
+
+    @property
+    def session_late(self) -> str:
+        return f"{self.prefix}-session-late"
+
+    @property
     def repartition(self) -> str:
         return f"{self.app_id}-aggregate-key-repartition"
 
@@ -70,7 +83,8 @@ class FeatureTopics(Topics):
     def created_up_front(self, partitions: int) -> dict[str, int]:
         return {t: partitions for t in (self.input, self.echo, self.aggregates,
                                         self.audit_out, self.finals, self.late,
-                                        self.ticks_out)} | {self.dlq: 1}
+                                        self.ticks_out, self.session_finals,
+                                        self.session_late)} | {self.dlq: 1}
 
 
 def _values(read: TopicRead) -> list[tuple[Record, dict[str, Any]]]:
@@ -88,7 +102,9 @@ async def check(bootstrap: str, topics: FeatureTopics, partitions: int) -> Oracl
     result = OracleResult()
     names = [topics.input, topics.echo, topics.audit_out, topics.repartition,
              topics.aggregates, topics.finals, topics.late, topics.ticks_out,
-             *(topics.changelog_of(t) for t in ("aggs", "views", "firsts", "ticks"))]
+             topics.session_finals, topics.session_late,
+             *(topics.changelog_of(t) for t in ("aggs", "views", "visits", "firsts",
+                                                "ticks"))]
     reads = {name: await read_topic(bootstrap, name) for name in names}
     for name, read in reads.items():
         result.add("unfinished", len(read.unfinished), f"{name} never reached its high "
@@ -116,6 +132,7 @@ async def check(bootstrap: str, topics: FeatureTopics, partitions: int) -> Oracl
     _check_aggregates(result, repartitioned, _values(reads[topics.aggregates]),
                       _fold_changelog(reads[topics.changelog_of("aggs")]))
     _check_windows(result, inputs, reads, topics, partitions)
+    _check_sessions(result, repartitioned, reads, topics)
     firsts = {json.loads(k): json.loads(v)
               for p in _fold_changelog(reads[topics.changelog_of("firsts")]).values()
               for k, v in p.items()}
@@ -197,6 +214,69 @@ def _check_windows(result: OracleResult, inputs: Iterable[dict[str, Any]],
                and w not in fired]
     result.add("losses", len(missing), "closed windows never finalized", sorted(missing)[:10])
     result.dead_lettered = 0
+
+
+Bounds = tuple[str, int, int]  # key, start ms, end ms
+
+
+def _fold_sessions(repartitioned: list[tuple[Record, dict[str, Any]]]
+                   ) -> tuple[dict[Bounds, int], dict[Bounds, int], Counter[int]]:
+    """The session rules written out plainly, over each partition in offset order:
+    ``(sessions, closed, late ids)``."""
+    gap, grace = round(SESSION_GAP * 1000), round(GRACE * 1000)
+    sessions: dict[Bounds, int] = {}
+    closed: dict[Bounds, int] = {}
+    late: Counter[int] = Counter()
+    lanes: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r, v in repartitioned:  # read_topic gives each partition in offset order
+        lanes[r.partition].append(v)
+    for lane in lanes.values():
+        stream: int | None = None
+        mine: dict[Bounds, int] = {}
+        for v in lane:
+            key, t = v["key"], round(v["t"] * 1000)
+            stream = t if stream is None else max(stream, t)
+            if t + grace < stream:
+                late[v["id"]] += 1
+                continue
+            joined = [b for b in mine if b[0] == key and b[1] - gap < t < b[2] + gap]
+            merged = (key, min([t, *(b[1] for b in joined)]), max([t, *(b[2] for b in joined)]))
+            count = 1 + sum(mine.pop(b) for b in joined)
+            mine[merged] = count
+            for b, n in mine.items():
+                if b[2] + gap + grace <= stream:
+                    closed.setdefault(b, n)
+        sessions.update(mine)
+    return sessions, closed, late
+
+
+def _check_sessions(result: OracleResult, repartitioned: list[tuple[Record, dict[str, Any]]],
+                    reads: dict[str, TopicRead], topics: FeatureTopics) -> None:
+    want, want_closed, want_late = _fold_sessions(repartitioned)
+    got: dict[Bounds, int] = {}
+    for entries in _fold_changelog(reads[topics.changelog_of("visits")]).values():
+        for stored, raw in entries.items():
+            split = split_key(stored)
+            if split is not None:
+                key, window = split
+                got[(json.loads(key), round(window.start * 1000), round(window.end * 1000))] = \
+                    json.loads(raw)
+    bad = [b for b in set(want) | set(got) if want.get(b) != got.get(b)]
+    result.add("table_mismatches", len(bad), "visits changelog != the session fold of the "
+               "repartition log", sorted(bad)[:10])
+    finals = Counter((v["key"], round(v["start"] * 1000), round(v["end"] * 1000), v["count"])
+                     for _, v in _values(reads[topics.session_finals]))
+    twice = [f for f, n in finals.items() if n > 1]
+    result.add("duplicates", len(twice), "sessions finalized more than once", sorted(twice))
+    expected = Counter((*b, n) for b, n in want_closed.items())
+    result.add("losses", sum((expected - finals).values()), "closed sessions not finalized "
+               "(or with another count)", sorted(expected - finals)[:10])
+    result.add("aggregate_mismatches", sum((finals - expected).values()), "session finals "
+               "that no closed session explains", sorted(finals - expected)[:10])
+    late = Counter(v["id"] for _, v in _values(reads[topics.session_late]))
+    result.add("table_mismatches", sum(((late - want_late) + (want_late - late)).values()),
+               "session-late ids != the late inputs of the fold",
+               sorted(((late - want_late) + (want_late - late)).elements())[:10])
 
 
 def _partition_of(key: str, partitions: int) -> int:
