@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -258,3 +259,40 @@ async def test_sessions_match_their_rules_under_random_times_and_crashes(seed: i
         committed = [(o.key, o.value["start"] - BASE, o.value["end"] - BASE, o.value["n"])
                      for o in driver.outputs("finals")]
         assert sorted(committed) == sorted(finals)
+
+
+async def test_the_visits_example_of_the_windows_guide() -> None:
+    """docs/windows.md, "Session windows": a straggler merges two visits, the merged visit
+    closes once with every page, and a click older than stream time minus grace is late."""
+    app = eoflow.App("visits")
+    clicks = app.topic("clicks", partitions=1, key_serializer="str")
+    sessions_out = app.topic("sessions", partitions=1, key_serializer="str")
+    late: list[tuple[str, str]] = []
+
+    async def emit(user: str, window: Window, pages: list[str]) -> None:
+        await sessions_out.send(key=user, value={"start": window.start, "end": window.end,
+                                                 "pages": pages})
+
+    visits = app.Table("visits", default=list).session(
+        timedelta(minutes=30), grace=timedelta(minutes=30), expires=timedelta(hours=2),
+        on_window_close=emit, on_late=lambda user, event: late.append((user, event.value)))
+
+    @app.agent(clicks)
+    async def track(stream: eoflow.Stream[str, str]) -> None:
+        async for user, page in stream.items():
+            visits[user] += [page]
+
+    noon = 1714564800.0
+    async with TestDriver(app) as driver:
+        for minute, page in ((0, "/home"), (40, "/cart"), (20, "/faq")):
+            await driver.send("clicks", page, key="ann", timestamp=noon + 60 * minute)
+        await driver.settle()
+        assert {(k, w.start, w.end): v for (k, w), v in driver.table("visits").items()} == {
+            ("ann", noon, noon + 2400): ["/home", "/cart", "/faq"]}
+        assert driver.values("sessions") == []
+        await driver.send("clicks", "/home", key="ann", timestamp=noon + 60 * 101)
+        await driver.send("clicks", "/old", key="ann", timestamp=noon + 60 * 70)
+        await driver.settle()
+        assert driver.values("sessions") == [
+            {"start": noon, "end": noon + 2400, "pages": ["/home", "/cart", "/faq"]}]
+        assert late == [("ann", "/old")]
