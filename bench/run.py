@@ -14,6 +14,13 @@ Methods (also written into docs/benchmarks.md):
 - peak RSS: psutil, sum over the system's process tree, sampled every 0.2 s.
 - kstreams-eos-cached (Kafka Streams with its record cache) emits fewer outputs than inputs,
   so its end is when every key's latest committed count equals its number of inputs.
+- windowed counts (count-tumbling, count-hopping; bench/apps/_common.py): per input one
+  output per window holding it, so the end is when the output count reaches the input
+  count (tumbling) or twice it (hopping); records/s counts inputs. Afterwards the outputs
+  are checked: per (key, window start) the counts must be 1, 2, ..., n once each and the
+  final counts must add up to the expected outputs; a digest of the final counts is kept
+  so the report can tell whether every system counted the same windows. No latency run
+  (their outputs carry no send time).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -43,17 +51,33 @@ BIN = Path(sys.executable).parent
 KEYS = 10_000
 PAD = "x" * 56  # value {"ts":...,"i":...,"pad":"xx..."} is ~100 bytes
 
+#: Windowed counts (bench/apps/_common.py): outputs per input, for the driver's end.
+WINDOWED = {"count-tumbling": 1, "count-hopping": 2}
+WORKLOADS = ("passthrough", "count", *WINDOWED)
+#: What a system runs unless its "workloads" says otherwise.
+BASE_WORKLOADS = ("passthrough", "count")
+
 SYSTEMS: dict[str, dict[str, Any]] = {
     "eoflow-eos": {"cmd": [str(BIN / "eoflow"), "worker", "-A", "bench.apps.eoflow_app",
-                           "--loglevel", "warning"], "guarantee": "exactly_once"},
+                           "--loglevel", "warning"], "guarantee": "exactly_once",
+                   "workloads": WORKLOADS},
     "eoflow-alo": {"cmd": [str(BIN / "eoflow"), "worker", "-A", "bench.apps.eoflow_app",
-                           "--loglevel", "warning"], "guarantee": "at_least_once"},
+                           "--loglevel", "warning"], "guarantee": "at_least_once",
+                   "workloads": WORKLOADS},
+    # No count-hopping: faust-streaming 0.15's hopping windows step by int(step) seconds,
+    # so the 0.5 s step raises ValueError (bench/apps/faust_app.py).
     "faust-eos": {"cmd": [sys.executable, "-m", "bench.apps.faust_app", "worker", "-l",
-                          "warn", "--without-web"], "guarantee": "exactly_once"},
+                          "warn", "--without-web"], "guarantee": "exactly_once",
+                  "workloads": ("passthrough", "count", "count-tumbling")},
+    # Faust's usual mode; not in the default --systems (a faust run at 1M records takes
+    # minutes): ask for it with --systems ...,faust-alo.
+    "faust-alo": {"cmd": [sys.executable, "-m", "bench.apps.faust_app", "worker", "-l",
+                          "warn", "--without-web"], "guarantee": "at_least_once",
+                  "workloads": ("count", "count-tumbling"), "default": False},
     "quix-eos": {"cmd": [sys.executable, "-m", "bench.apps.quix_app"],
-                 "guarantee": "exactly_once"},
+                 "guarantee": "exactly_once", "workloads": WORKLOADS},
     "raw-aiokafka": {"cmd": [sys.executable, "-m", "bench.apps.raw_app"],
-                     "guarantee": "at_least_once"},
+                     "guarantee": "at_least_once", "workloads": WORKLOADS},
     "raw-batched": {"cmd": [sys.executable, "-m", "bench.apps.raw_batched_app"],
                     "guarantee": "at_least_once"},
     # Java (bench/kstreams), built by kstreams_build before the broker starts.
@@ -67,16 +91,15 @@ SYSTEMS: dict[str, dict[str, Any]] = {
                             "workloads": ("count",), "done": "final-counts",
                             "latency": False},
 }
-WORKLOADS = ("passthrough", "count")
-#: eoflow's operators and windows against its own passthrough and count (not in the
-#: default list, nor in the report's tables: `make bench-ops` runs and prints them).
-EOFLOW_WORKLOADS = ("take100", "count-groupby", "count-repartition", "count-tumbling")
+#: eoflow's operators against its own passthrough and count (not in the default list, nor
+#: in the report's tables: `make bench-ops` runs and prints them).
+EOFLOW_WORKLOADS = ("take100", "count-groupby", "count-repartition")
 
 
 def runs_workload(system: str, workload: str) -> bool:
     if workload in EOFLOW_WORKLOADS:
         return system.startswith("eoflow")
-    return workload in SYSTEMS[system].get("workloads", WORKLOADS)
+    return workload in SYSTEMS[system].get("workloads", BASE_WORKLOADS)
 
 
 def log(msg: str) -> None:
@@ -173,8 +196,10 @@ class OutputReader:
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, *,
                  decode_after: float | None = None, fetch_wait_ms: int = 50,
-                 final: dict[bytes, int] | None = None) -> None:
+                 final: dict[bytes, int] | None = None, keep: bool = False) -> None:
         self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
+        #: Every (key, value) read, when ``keep`` (checked after the run).
+        self.kept: list[tuple[bytes, bytes]] | None = [] if keep else None
         self.decode_after = decode_after  # latency mode: record latencies of ts >= this
         self.fetch_wait_ms = fetch_wait_ms
         self.final = final
@@ -211,6 +236,8 @@ class OutputReader:
                 if self.first_seen is None:
                     self.first_seen = now
                 self.count += len(msgs)
+                if self.kept is not None:
+                    self.kept.extend((m.key, m.value) for m in msgs)
                 if self.final is not None:
                     self._check_counts(msgs, self.final)
                 if self.decode_after is not None:
@@ -254,6 +281,22 @@ class OutputReader:
                 await self._task
         if self._consumer:
             await self._consumer.stop()
+
+
+def check_windows(kept: list[tuple[bytes, bytes]], expected: int) -> dict[str, Any]:
+    """The windowed counts' outputs: per (key, window start) the counts 1..n once each,
+    final counts adding up to ``expected``; a digest of the final counts to compare systems."""
+    seen: dict[tuple[bytes, int], list[int]] = {}
+    for key, value in kept:
+        v = json.loads(value)
+        seen.setdefault((key, v["start"]), []).append(v["count"])
+    bad = sum(1 for ns in seen.values() if sorted(ns) != list(range(1, len(ns) + 1)))
+    finals = sorted((k, s, max(ns)) for (k, s), ns in seen.items())
+    total = sum(n for _, _, n in finals)
+    digest = hashlib.sha1(repr(finals).encode()).hexdigest()[:12]
+    return {"windows": len(seen), "windows_bad": bad, "windows_total": total,
+            "windows_digest": digest,
+            "windows_ok": bad == 0 and total == expected and len(kept) == expected}
 
 
 # ---------------------------------------------------------------- system processes
@@ -376,7 +419,10 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
     out_topic = f"out.{name}"
     await create_topics(args.bootstrap, [out_topic], args.partitions)
     final = final_counts(args.records) if SYSTEMS[system].get("done") == "final-counts" else None
-    reader = OutputReader(args.bootstrap, out_topic, args.partitions, final=final)
+    per_input = WINDOWED.get(workload, 1)
+    expected = args.records * per_input
+    reader = OutputReader(args.bootstrap, out_topic, args.partitions, final=final,
+                          keep=workload in WINDOWED)
     await reader.start()
     env = system_env(args, system, workload, interval, name, in_topic, out_topic, workdir)
     proc = SystemProcess(system, env, workdir / "system.log")
@@ -385,11 +431,11 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
     proc.start()
     proc.watch_first(workdir / "first")
     result: dict[str, Any] = {"kind": "throughput", "system": system, "workload": workload,
-                              "interval": interval, "rep": rep, "expected": args.records,
-                              "run": name}
+                              "interval": interval, "rep": rep, "expected": expected,
+                              "inputs": args.records, "run": name}
     try:
         timeout = max(120.0, args.records / 500.0)  # faust runs at ~2k rec/s
-        target = args.records if final is None else len(final)
+        target = expected if final is None else len(final)
         t_done = await reader.wait_for(target, timeout, proc.alive)
         cpu_done = proc.cpu_seconds()
         if t_done is not None:
@@ -402,6 +448,9 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
     result.update(output=reader.count, returncode=rc, peak_rss_mb=proc.peak_rss / 2**20,
                   eoflow_code=code, loadavg_1m=os.getloadavg()[0],
                   startup_s=(t_first - t_spawn) if t_first else None)
+    if reader.kept is not None:
+        result.update(check_windows(reader.kept, expected))
+        reader.kept = None
     if final is not None:  # outputs are updates, not one per input: the counts tell
         result.update(done="final-counts", keys=len(final), keys_final=len(reader.keys_final),
                       over_counts=reader.over)
@@ -587,14 +636,17 @@ async def amain(args: argparse.Namespace) -> Path:
                         log(f"  {r['rate']:.0f} rec/s, output {r['output']}/{r['expected']}, "
                             f"peak RSS {r['peak_rss_mb']:.0f} MB"
                             + (f", counts above final: {r['over_counts']}"
-                               if "over_counts" in r else ""))
+                               if "over_counts" in r else "")
+                            + (f", windows {r['windows']} ok={r['windows_ok']} "
+                               f"bad={r['windows_bad']} digest {r['windows_digest']}"
+                               if "windows" in r else ""))
                     else:
                         log(f"  FAILED: output {r['output']}/{r['expected']} rc={r['returncode']}")
     if args.latency_seconds > 0:
         for workload in args.workloads:
             for interval in args.intervals:
                 for system in args.systems:
-                    if not runs_workload(system, workload) or \
+                    if not runs_workload(system, workload) or workload in WINDOWED or \
                             not SYSTEMS[system].get("latency", True):
                         continue
                     log(f"latency {system} {workload} commit={interval}s "
@@ -619,7 +671,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--intervals", default="1.0,0.1", help="commit intervals, seconds")
-    ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--systems", default=",".join(
+        s for s, spec in SYSTEMS.items() if spec.get("default", True)))
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--latency-rate", type=int, default=5000)
     ap.add_argument("--latency-seconds", type=int, default=20, help="0: skip latency runs")

@@ -4,7 +4,9 @@ eoflow-only workloads, each one output per input like the two above (issues 11, 
 ``take100`` is passthrough over ``take_events(100)`` batches; ``count-groupby`` counts
 after ``group_by`` (a repartition topic, inside the transaction); ``count-repartition``
 is the same written by hand (an agent sends to a topic keyed by the new key, a second
-agent counts); ``count-tumbling`` counts in a 1 s tumbling windowed table.
+agent counts). ``count-tumbling`` / ``count-hopping`` (also run by the peers) count in a
+windowed table (1 s windows, hopping every 0.5 s, expires 10 s) and emit, per input, each
+window's start and count.
 
     eoflow worker -A bench.apps.eoflow_app --broker kafka://127.0.0.1:PORT --datadir DIR
 """
@@ -75,15 +77,20 @@ elif c.WORKLOAD == "count-repartition":
             by_group[key] += 1
             await out.send(key=key, value=c.counted(v, by_group[key]))
 
-elif c.WORKLOAD == "count-tumbling":
-    per_second = app.Table("per-second", default=int,
-                           partitions=c.PARTITIONS).tumbling(1.0, expires=10.0)
+elif c.WINDOWED:
+    base = app.Table("windows", default=int, partitions=c.PARTITIONS)
+    windows = (base.tumbling(c.WINDOW_SIZE, expires=c.WINDOW_EXPIRES) if c.TUMBLING else
+               base.hopping(c.WINDOW_SIZE, c.WINDOW_STEP, expires=c.WINDOW_EXPIRES))
+    spec = windows.spec
 
-    @app.agent(source, name="tumbling")
+    @app.agent(source, name="windowed")
     async def count_windows(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
-        async for k, v in stream.items():
-            per_second[k] += 1
-            await out.send(key=k, value=c.counted(v, per_second[k].current()))
+        async for event in stream.events():
+            k = event.key
+            windows[k] += 1
+            per_key = windows[k]
+            for w in spec.windows(event.timestamp / 1000):
+                await out.send(key=k, value=c.windowed(round(w.start * 1000), per_key[w]))
 
 else:
     counts = app.Table("counts", default=int, partitions=c.PARTITIONS)

@@ -1,4 +1,9 @@
-"""faust-streaming: processing_guarantee="exactly_once", RocksDB store via rocksdict.
+"""faust-streaming: processing_guarantee from BENCH_GUARANTEE, RocksDB store via rocksdict.
+
+count-tumbling: a windowed table (``.tumbling(1.0, expires=10.0)``) on the message
+timestamp. No count-hopping: faust-streaming 0.15's HoppingWindow.ranges() steps with
+``range(int(start), int(timestamp) + 1, int(step))``, so a 0.5 s step raises
+``ValueError: range() arg 3 must not be zero`` on the first record.
 
     python -m bench.apps.faust_app worker -l warning
 """
@@ -33,6 +38,20 @@ if c.WORKLOAD == "passthrough":
     async def passthrough(stream):  # type: ignore[no-untyped-def]
         async for k, v in stream.items():
             await out.send(key=k, value=c.passthrough(v))
+
+elif c.TUMBLING:
+    windows = app.Table("windows", default=int, partitions=c.PARTITIONS).tumbling(
+        c.WINDOW_SIZE, expires=c.WINDOW_EXPIRES)
+    spec = windows.table.window
+
+    @app.agent(source)
+    async def count_windows(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            key = event.key.decode()
+            windows[key] += 1
+            start = spec.current(event.message.timestamp)[0]
+            await out.send(key=event.key,
+                           value=c.windowed(round(start * 1000), windows[key].current()))
 
 else:
     counts = app.Table("counts", default=int, partitions=c.PARTITIONS)

@@ -26,6 +26,14 @@ sdf = app.dataframe(source)
 
 if c.WORKLOAD == "passthrough":
     sdf = sdf.apply(c.passthrough)
+elif c.WINDOWED:
+    size, step = round(c.WINDOW_SIZE * 1000), round(c.WINDOW_STEP * 1000)
+    sdf = sdf.update(c.seen)
+    # Grace 0 as for the others; Quix has no separate expiry: it deletes a window once it
+    # closes (the others keep it WINDOW_EXPIRES s longer). The input is in time order per
+    # partition, so no record is late either way.
+    window = (sdf.tumbling_window(size) if c.TUMBLING else sdf.hopping_window(size, step))
+    sdf = window.count().current().apply(lambda w: c.windowed(w["start"], w["value"]))
 else:
 
     def count(value: dict[str, Any], state: State) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """The ceiling: a raw aiokafka consume -> transform -> produce loop, no transactions.
 
 Offsets are committed every BENCH_INTERVAL seconds after a producer flush (at-least-once).
-The count workload keeps its counts in a plain dict: no store, no changelog.
+The count workload keeps its counts in a plain dict: no store, no changelog. The windowed
+counts (count-tumbling, count-hopping) keep a dict keyed by (key, window start ms) and drop
+windows WINDOW_EXPIRES s past their end (behind the largest timestamp seen) every 10,000
+records.
 
     python -m bench.apps.raw_app
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 import time
 from collections import defaultdict
@@ -21,6 +25,34 @@ from bench.apps import _common as c
 
 def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+class Windows:
+    """Windowed counts in a dict keyed by (key, window start ms)."""
+
+    def __init__(self) -> None:
+        self.size = round(c.WINDOW_SIZE * 1000)
+        self.step = self.size if c.TUMBLING else round(c.WINDOW_STEP * 1000)
+        self.expires = round(c.WINDOW_EXPIRES * 1000)
+        self.counts: dict[tuple[bytes, int], int] = {}
+        self.max_ts = 0
+        self.added = 0
+
+    def add(self, key: bytes, ts: int) -> list[tuple[int, int]]:
+        """Count one record at ``ts`` (ms); each window's (start, count)."""
+        last = ts // self.step * self.step
+        first = math.floor((ts - self.size) / self.step + 1) * self.step
+        out = []
+        for start in range(first, last + 1, self.step):
+            n = self.counts[key, start] = self.counts.get((key, start), 0) + 1
+            out.append((start, n))
+        self.max_ts = max(self.max_ts, ts)
+        self.added += 1
+        if self.added % 10_000 == 0:
+            horizon = self.max_ts - self.expires - self.size
+            for k in [k for k in self.counts if k[1] < horizon]:
+                del self.counts[k]
+        return out
 
 
 async def main() -> None:
@@ -37,6 +69,7 @@ async def main() -> None:
     await consumer.start()
     counts: defaultdict[bytes, int] = defaultdict(int)
     passthrough = c.WORKLOAD == "passthrough"
+    windowed = Windows() if c.WINDOWED else None
     last_commit = time.monotonic()
     try:
         while not stop.is_set():
@@ -44,6 +77,11 @@ async def main() -> None:
             for msgs in batches.values():
                 for m in msgs:
                     v = json.loads(m.value)
+                    if windowed is not None:
+                        for start, n in windowed.add(m.key, m.timestamp):
+                            await producer.send(c.OUT_TOPIC, key=m.key,
+                                                value=_dumps(c.windowed(start, n)))
+                        continue
                     if passthrough:
                         out = c.passthrough(v)
                     else:
