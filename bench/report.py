@@ -15,13 +15,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-ORDER = ["eoflow-eos", "eoflow-alo", "kstreams-eos", "faust-eos", "quix-eos", "raw-aiokafka",
-         "raw-batched", "kstreams-eos-cached"]
+ORDER = ["eoflow-eos", "eoflow-alo", "kstreams-eos", "faust-eos", "faust-alo", "quix-eos",
+         "raw-aiokafka", "raw-batched", "kstreams-eos-cached"]
 LABEL = {
     "eoflow-eos": "eoflow exactly_once",
     "eoflow-alo": "eoflow at_least_once",
     "kstreams-eos": "Kafka Streams exactly_once_v2 (Java, record cache off)",
     "faust-eos": "faust-streaming exactly_once (RocksDB)",
+    "faust-alo": "faust-streaming at_least_once (RocksDB)",
     "quix-eos": "Quix Streams exactly-once",
     "raw-aiokafka": "raw aiokafka loop, no transactions (naive ceiling)",
     "raw-batched": "batched aiokafka pipeline, no transactions (tight ceiling)",
@@ -30,12 +31,31 @@ LABEL = {
 #: Systems whose output is not one record per input: reported as a workload of their own,
 #: never in a ratio.
 OWN_WORKLOAD = {"kstreams-eos-cached": "count-cached"}
-WORKLOADS = ("passthrough", "count", "count-cached")
+WORKLOADS = ("passthrough", "count", "count-tumbling", "count-hopping", "count-cached")
+WINDOWED = {"count-tumbling": "tumbling", "count-hopping": "hopping"}
 WORKLOAD_TITLE = {
     "passthrough": "passthrough",
     "count": "count",
+    "count-tumbling": "windowed count, tumbling 1 s (records/s = input records)",
+    "count-hopping": "windowed count, hopping 1 s every 0.5 s (two outputs per input; "
+                     "records/s = input records)",
     "count-cached": "count with Kafka Streams' record cache (fewer outputs; not a ratio)",
 }
+
+
+#: Systems that do not run a windowed count, and why (listed under its tables).
+NOT_RUN = {
+    ("faust-eos", "count-hopping"): "faust-streaming 0.15's hopping windows step with "
+        "`range(int(start), int(timestamp) + 1, int(step))`: a 0.5 s step raises "
+        "`ValueError: range() arg 3 must not be zero` on the first record",
+    ("kstreams-eos", "count-tumbling"): "not written yet (bench/kstreams has passthrough and "
+        "count only)",
+    ("raw-batched", "count-tumbling"): "not written (the naive raw loop is the windowed "
+        "ceiling)",
+}
+NOT_RUN[("faust-alo", "count-hopping")] = NOT_RUN[("faust-eos", "count-hopping")]
+NOT_RUN[("kstreams-eos", "count-hopping")] = NOT_RUN[("kstreams-eos", "count-tumbling")]
+NOT_RUN[("raw-batched", "count-hopping")] = NOT_RUN[("raw-batched", "count-tumbling")]
 
 
 def workload_of(r: dict[str, Any]) -> str:
@@ -60,7 +80,7 @@ def _fmt_rate(s: tuple[float, float, float] | None, n: int) -> str:
 def summarize(runs: list[dict[str, Any]]) -> dict[tuple[str, float, str], dict[str, Any]]:
     out: dict[tuple[str, float, str], dict[str, Any]] = defaultdict(
         lambda: {"rates": [], "outputs": [], "expected": None, "rss": [], "failed": 0,
-                 "lat": [], "over": []})
+                 "lat": [], "over": [], "cpu": [], "windows": []})
     for r in runs:
         cell = out[(workload_of(r), r["interval"], r["system"])]
         if r["kind"] == "throughput":
@@ -69,8 +89,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[tuple[str, float, str], dict[s
             if "over_counts" in r:
                 cell["over"].append(r["over_counts"])
             cell["rss"].append(r["peak_rss_mb"])
+            if "windows" in r:
+                cell["windows"].append(r)
             if r["ok"]:
                 cell["rates"].append(r["rate"])
+                if "cpu_us_per_record" in r:
+                    cell["cpu"].append(r["cpu_us_per_record"])
             else:
                 cell["failed"] += 1
         else:
@@ -199,7 +223,7 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
       "the raw loop's offset-commit period; the batched pipeline commits after every fetch "
       "whatever the interval).")
     w(f"- Latency: {env['latency_rate']:,} records/s for {env['latency_seconds']} s per run, "
-      "one run per cell.")
+      "one run per cell (none for the windowed counts).")
     for i, d in enumerate(datas, 1):
         e = d["env"]
         only = f" — only the runs of {', '.join(e['only'])} are used" if e.get("only") else ""
@@ -238,6 +262,8 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
                     rate += f"; {c['failed']} run(s) failed"
                 w(f"| {LABEL[s]} | {rate} | {outs} / {exp} | {rss} | {p50} | {p99} |")
             w("")
+            if wl in WINDOWED:
+                _window_check(w, cells, wl, iv, systems_of[wl], systems)
 
     w("## Ratios: eoflow exactly_once ÷ each system (median throughput)\n")
     others = [s for s in systems if s != "eoflow-eos" and s not in OWN_WORKLOAD]
@@ -282,6 +308,10 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
             else:
                 w(f"| {text} | n/a | n/a |")
         w("")
+
+    if any(k[0] in WINDOWED and k[2] == "eoflow-eos" and ("count", k[1], "eoflow-eos") in ran
+           for k in ran):
+        _windowed_vs_count(w, cells, ran, intervals)
 
     failed = [r for r in runs if not r.get("ok")]
     if failed:
@@ -354,6 +384,64 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
     print(f"wrote {md} and {png}")
 
 
+def _window_check(w: Any, cells: dict[tuple[str, float, str], dict[str, Any]], wl: str,
+                  iv: float, ran: list[str], systems: list[str]) -> None:
+    """Under a windowed table: whether each run's outputs checked out, whether every
+    system ended with the same window counts, and which systems did not run it."""
+    digests: dict[str, set[str]] = {}
+    bad = []
+    for s in ran:
+        for r in cells[(wl, iv, s)]["windows"]:
+            digests.setdefault(r["windows_digest"], set()).add(s)
+            if not r["windows_ok"]:
+                bad.append(f"{s} ({r['windows_bad']} windows with a missing or repeated "
+                           f"count, final counts adding up to {r['windows_total']:,})")
+    if digests:
+        n = next(iter(cells[(wl, iv, s)]["windows"] for s in ran
+                      if cells[(wl, iv, s)]["windows"]))[0]["windows"]
+        same = (f"every run ended with the same final count in each of the {n:,} "
+                f"(key, window)s (digest `{next(iter(digests))}`)" if len(digests) == 1 else
+                "final counts **differ**: " + "; ".join(
+                    f"`{d}`: {', '.join(sorted(ss))}" for d, ss in digests.items()))
+        w(f"Window check: {same}; " + ("runs whose outputs are not 1, 2, …, n per window: "
+                                      + ", ".join(bad) if bad else
+                                      "in every run each window's counts went 1, 2, …, n "
+                                      "with none missing or repeated.") + "\n")
+    missing = [s for s in systems if s not in ran and (s, wl) in NOT_RUN]
+    for s in missing:
+        w(f"- not run: {LABEL[s]}: {NOT_RUN[(s, wl)]}")
+    if missing:
+        w("")
+
+
+def _windowed_vs_count(w: Any, cells: dict[tuple[str, float, str], dict[str, Any]],
+                       ran: set[tuple[str, float, str]], intervals: list[float]) -> None:
+    """Issue 11's target: eoflow's windowed count within 15 % of its own count."""
+    w("## Windowed count ÷ eoflow's own count (target ≥ 0.85)\n")
+    w("eoflow exactly_once, median input records/s of the windowed count over that of the "
+      "non-windowed count in the same session(s); CPU µs per input record as a second, "
+      "load-insensitive measure (a ratio above 1 is more CPU).\n")
+    w("| workload | commit | records/s | ÷ count records/s | CPU µs/record | "
+      "÷ count CPU | target met |")
+    w("|---|---|---|---|---|---|---|")
+    for wl in WINDOWED:
+        for iv in intervals:
+            if (wl, iv, "eoflow-eos") not in ran or ("count", iv, "eoflow-eos") not in ran:
+                continue
+            win, base = cells[(wl, iv, "eoflow-eos")], cells[("count", iv, "eoflow-eos")]
+            if not win["rates"] or not base["rates"]:
+                w(f"| {wl} | {_ms(iv)} | failed | n/a | n/a | n/a | n/a |")
+                continue
+            rate, brate = statistics.median(win["rates"]), statistics.median(base["rates"])
+            cpu = f"{statistics.median(win['cpu']):.1f}" if win["cpu"] else "n/a"
+            cpu_ratio = (f"{statistics.median(win['cpu']) / statistics.median(base['cpu']):.2f}"
+                         if win["cpu"] and base["cpu"] else "n/a")
+            met = "yes" if rate / brate >= 0.85 else "**no**"
+            w(f"| {wl} | {_ms(iv)} | {rate:,.0f} | {rate / brate:.2f} | {cpu} | {cpu_ratio} "
+              f"| {met} |")
+    w("")
+
+
 CACHED_TEXT = """\
 Kafka Streams with its default record cache (`statestore.cache.max.bytes` 10 MiB) emits a
 key's latest count when the cache is flushed (every commit) or evicts it, not once per
@@ -388,6 +476,22 @@ METHOD = """\
   `kstreams-eos` sets `statestore.cache.max.bytes=0`, so the count emits one record per
   input like every other system; `kstreams-eos-cached` keeps the default 10 MiB record
   cache and is reported as a workload of its own.
+- **Windowed counts** (`count-tumbling`, `count-hopping`): 1 s windows (hopping: a new
+  one every 0.5 s, so two per record), grace 0, windows kept 10 s past their end; a
+  record's window is that of its Kafka timestamp (set by the producer when the input was
+  pre-produced, so in time order within a partition and nothing is late). Per input, for
+  each window holding it, the system emits `{"start": window start in ms, "count": the
+  window's count so far}` under the input's key: eoflow
+  `app.Table(...).tumbling(1.0, expires=10.0)` / `.hopping(1.0, 0.5, expires=10.0)`,
+  `table[key] += 1`, then each window's value; faust `app.Table(...).tumbling(1.0,
+  expires=10.0)`, `table[key] += 1`, `.current()`; Quix
+  `sdf.tumbling_window(1000).count().current()` / `.hopping_window(1000, 500)` (Quix
+  deletes a window when it closes; it has no separate expiry); the raw loop a dict keyed
+  by (key, window start), pruned every 10,000 records. The run ends when the outputs
+  reach the inputs (tumbling) or twice the inputs (hopping); records/s counts inputs.
+  Afterwards the driver checks the outputs: per (key, window) the counts 1, 2, …, n
+  once each, the final counts adding up to the outputs, and a digest of the final counts
+  that must be the same for every system.
 - **Ceilings, no transactions, counts in a dict (no store, no changelog).** The naive raw
   loop (`raw_app.py`) awaits one aiokafka `send()` per record (`acks=all`,
   `linger_ms=10`) and commits offsets every interval after a flush. The batched pipeline
