@@ -100,6 +100,9 @@ class TestDriver:
         if datadir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix=f"eoflow-{app.id}-")
             datadir = self._tmp.name
+        # Repartition topics keep consumed records unless a test asks for purging (it runs
+        # on the wall clock, and outputs() of a repartition topic would vary with it).
+        settings.setdefault("repartition_purge_interval", 0)
         self.settings: Settings = app.settings.with_overrides(
             datadir=Path(datadir), commit_interval=commit_interval,
             session_timeout=session_timeout, **settings)

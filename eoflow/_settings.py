@@ -68,6 +68,9 @@ class Settings:
     transaction_timeout: float = 60.0
     max_poll_interval: float = 300.0
     queue_size: int = 1000
+    #: How often (seconds) the records of repartition topics that the group consumed and
+    #: committed are deleted; 0 keeps them (tools that read them back).
+    repartition_purge_interval: float = 30.0
     #: Extra aiokafka settings for the worker's consumers (group consumer and restore
     #: readers), e.g. ``{"fetch_max_bytes": 52428800}``; checked at worker start.
     consumer_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -105,6 +108,10 @@ class Settings:
             raise ConfigurationError(f"on_error={self.on_error!r}: use 'dlq' or 'fail'")
         if self.max_retries < 1:
             raise ConfigurationError("max_retries must be at least 1")
+        if not self.repartition_purge_interval >= 0:
+            raise ConfigurationError(
+                f"repartition_purge_interval={self.repartition_purge_interval!r}: use seconds "
+                "(> 0), or 0 to keep consumed records")
         parse_broker(self.broker)
         self._check_clients()
         self._check_web()

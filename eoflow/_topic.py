@@ -24,6 +24,10 @@ class Topic(Generic[KT, VT]):
     Keys are ``raw`` bytes and values ``json`` by default, as in Faust.
     """
 
+    #: True for the repartition topics eoflow makes: records consumed and committed are
+    #: deleted (see ``_runtime.purge``).
+    purged: bool = False
+
     def __init__(
         self,
         app: App,

@@ -102,6 +102,14 @@ async def _run_until_first_step(spec: AgentSpec, stream: Stream[Any, Any]) -> No
         await result
 
 
+#: Configs of the repartition topics eoflow creates. A record there carries the timestamp
+#: of the event it came from, so time-based retention would delete a backfill of old
+#: events before the repartitioned agent reads it: records stay until the worker deletes
+#: them once consumed and committed (``repartition_purge_interval``), in segments small
+#: enough for that to free disk (Kafka Streams' settings).
+REPARTITION_CONFIG = {"retention.ms": "-1", "segment.bytes": str(50 * 1024 * 1024)}
+
+
 def _repartition_topic(app: App, spec: AgentSpec, hop: Hop,
                        sources: tuple[Topic[Any, Any], ...]) -> Topic[Any, Any]:
     name = f"{app.id}-{spec.short_name}-{hop.name}-repartition"
@@ -111,8 +119,10 @@ def _repartition_topic(app: App, spec: AgentSpec, hop: Hop,
     counts = {t.partitions for t in sources}
     partitions = hop.partitions or (counts.pop() if len(counts) == 1 else None)
     first = sources[0]
-    return app.topic(name, partitions=partitions, key_serializer="json",
-                     value_serializer=first.value_codec)
+    topic = app.topic(name, partitions=partitions, key_serializer="json",
+                      value_serializer=first.value_codec, config=dict(REPARTITION_CONFIG))
+    topic.purged = True
+    return topic
 
 
 def _forwarder(hop: Hop, target: Topic[Any, Any]) -> Callable[[Stream[Any, Any]], Any]:

@@ -26,6 +26,7 @@ from .commit import Committer
 from .dispatcher import Dispatcher
 from .lifecycle import Lifecycle, WorkerState
 from .poison import PoisonLedger
+from .purge import RepartitionPurger
 from .rebalance import RebalanceHandler
 from .sender import Sender
 from .stats import WorkerStats
@@ -90,6 +91,7 @@ class Worker:
         self.committer: Committer | None = None
         self.rebalance: RebalanceHandler | None = None
         self.timers: Timers | None = None
+        self.purger: RepartitionPurger | None = None
         self._tables: TableManager | None = None
         self._sender: Sender | None = None
         self._dispatcher: Dispatcher | None = None
@@ -218,6 +220,12 @@ class Worker:
                              in_flight=in_flight, adopt=supervisor.adopt, failed=failed,
                              assignment=consumer.assignment,
                              leader_topic=self.consumed[0] if self.consumed else None)
+        purged = {n for t in self.app.topics.values() if t.purged for n in t.names}
+        if purged and settings.repartition_purge_interval > 0:
+            committer = self.committer
+            self.purger = RepartitionPurger(purged, lambda: committer.committed,
+                                            transport.delete_records,
+                                            settings.repartition_purge_interval)
         consumer.subscribe(dispatcher.topics, self.rebalance)
         self.app._runtime = _Runtime(sender, tables)
         return dispatcher, supervisor
@@ -239,6 +247,8 @@ class Worker:
                 supervisor.start(group, lambda: dispatcher.run(consumer))
                 assert self.timers is not None and self.rebalance is not None
                 timers = group.create_task(self.timers.run(), name="timers")
+                purging = None if self.purger is None else group.create_task(
+                    self.purger.run(), name="repartition-purge")
                 assert self._tables is not None
                 views = [group.create_task(view.run(), name=f"global-{name}")
                          for name, view in self._tables.views.items()]
@@ -246,6 +256,8 @@ class Worker:
                 await self.rebalance.close()
                 for view in views:
                     view.cancel()
+                if purging is not None:
+                    purging.cancel()
                 if served is not None:
                     served.cancel()
                 await supervisor.cancel()
@@ -340,6 +352,16 @@ class Worker:
         specs[settings.dlq_topic] = TopicSpec(settings.dlq_topic, 1)
         topics: Topics = await transport.ensure_topics(list(specs.values()),
                                                        settings.replication_factor)
+        for topic in self.app.topics.values():
+            for name in topic.names if topic.purged else ():
+                if topics.retention_ms.get(name, -1) >= 0:
+                    log.warning(
+                        "repartition topic %r deletes records after retention.ms=%d: a "
+                        "record older than that (its event's time) may be deleted before it "
+                        "is read. eoflow creates repartition topics with retention.ms=-1 and "
+                        "deletes what the group committed; set that on this older topic "
+                        "(kafka-configs --alter --entity-type topics --entity-name %s "
+                        "--add-config retention.ms=-1)", name, topics.retention_ms[name], name)
         return topics
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import errors as kerr
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from eoflow.errors import TopicMismatchError, TransportError
 
-__all__ = ["TopicSpec", "Topics", "ensure_topics"]
+__all__ = ["TopicSpec", "Topics", "delete_records", "ensure_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,8 @@ _TOPIC_ALREADY_EXISTS = 36
 DEFAULT_MAX_MESSAGE_BYTES = 1048588
 #: Kafka's default delete.retention.ms (one day), in seconds.
 DEFAULT_DELETE_RETENTION = 86400.0
+#: Kafka's default retention.ms (seven days).
+DEFAULT_RETENTION_MS = 7 * 86400 * 1000
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Topics:
     #: ``delete.retention.ms`` per topic, in seconds: how long a compacted topic keeps
     #: tombstones.
     delete_retention: dict[str, float] = field(default_factory=dict)
+    #: ``retention.ms`` per topic (-1: kept until deleted).
+    retention_ms: dict[str, int] = field(default_factory=dict)
 
 
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_factor: int,
@@ -62,7 +66,7 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
     delay = 0.2
     while True:
         try:
-            existing, limits, retention = await _describe_or_create(
+            existing, configs = await _describe_or_create(
                 bootstrap, specs, replication_factor, timeout, client_options or {})
             break
         except (TopicMismatchError, TransportError):
@@ -82,7 +86,7 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication_fact
                 f"topic {spec.name!r} exists with {found} partitions but the app declares "
                 f"{spec.partitions}; declare partitions={found}, or recreate the topic (its "
                 "data, committed offsets and any table built from it belong together)")
-    return Topics(existing, limits, retention)
+    return _topics(existing, configs)
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -92,7 +96,7 @@ def _retriable(exc: BaseException) -> bool:
 
 async def _describe_or_create(bootstrap: str, specs: list[TopicSpec], replication_factor: int,
                               timeout: float, client_options: Mapping[str, Any]
-                              ) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
+                              ) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
     """One try, with a new admin client (so its metadata is fresh)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000,
                                 **client_options)
@@ -103,34 +107,45 @@ async def _describe_or_create(bootstrap: str, specs: list[TopicSpec], replicatio
         if missing:
             await _create(admin, missing, replication_factor)
             existing.update(await _wait_visible(admin, [s.name for s in missing], timeout))
-        limits, retention = await _topic_configs(admin, [s.name for s in specs])
+        configs = await _topic_configs(admin, [s.name for s in specs])
     finally:
         await admin.close()
-    return existing, limits, retention
+    return existing, configs
+
+
+#: The topic configs eoflow reads (see :class:`Topics`).
+_READ_CONFIGS = ("max.message.bytes", "delete.retention.ms", "retention.ms")
 
 
 async def _topic_configs(admin: AIOKafkaAdminClient,
-                         names: list[str]) -> tuple[dict[str, int], dict[str, float]]:
-    """``max.message.bytes`` and ``delete.retention.ms`` (as seconds) of each topic."""
-    wanted = {"max.message.bytes": None, "delete.retention.ms": None}
-    resources = [ConfigResource(ConfigResourceType.TOPIC, name, dict(wanted))
+                         names: list[str]) -> dict[str, dict[str, str]]:
+    """The configs of :data:`_READ_CONFIGS` each topic has (none where unreadable)."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name,
+                                dict.fromkeys(_READ_CONFIGS))
                  for name in sorted(set(names))]
-    limits: dict[str, int] = {}
-    retention: dict[str, float] = {}
+    found: dict[str, dict[str, str]] = {name: {} for name in names}
     for response in await admin.describe_configs(resources):
         for resource in response.to_object()["resources"]:
             if not _config_answer_usable(resource):
                 continue
             for entry in resource.get("config_entries") or ():
                 name, value = entry["config_names"], entry["config_value"]
-                if not value:
-                    continue
-                if name == "max.message.bytes":
-                    limits[resource["resource_name"]] = int(value)
-                elif name == "delete.retention.ms":
-                    retention[resource["resource_name"]] = int(value) / 1000
-    return ({name: limits.get(name, DEFAULT_MAX_MESSAGE_BYTES) for name in names},
-            {name: retention.get(name, DEFAULT_DELETE_RETENTION) for name in names})
+                if value and name in _READ_CONFIGS:
+                    found.setdefault(resource["resource_name"], {})[name] = str(value)
+    return found
+
+
+def _topics(partitions: dict[str, int], configs: dict[str, dict[str, str]]) -> Topics:
+    def read(name: str, config: str, default: float) -> float:
+        value = configs.get(name, {}).get(config)
+        return default if value is None else float(value)
+
+    return Topics(
+        partitions,
+        {n: int(read(n, "max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES)) for n in configs},
+        {n: read(n, "delete.retention.ms", DEFAULT_DELETE_RETENTION * 1000) / 1000
+         for n in configs},
+        {n: int(read(n, "retention.ms", DEFAULT_RETENTION_MS)) for n in configs})
 
 
 def _config_answer_usable(resource: Mapping[str, Any]) -> bool:
@@ -151,9 +166,28 @@ def _config_answer_usable(resource: Mapping[str, Any]) -> bool:
         raise error(f"describing the configs of topic {name!r}: "
                     f"{resource.get('error_message') or error.__name__}")
     log.warning("cannot read the configs of topic %r (%s: %s); assuming Kafka's defaults "
-                "for max.message.bytes and delete.retention.ms", name, error.__name__,
-                resource.get("error_message"))
+                "for %s", name, error.__name__, resource.get("error_message"),
+                ", ".join(_READ_CONFIGS))
     return False
+
+
+async def delete_records(bootstrap: str, before: Mapping[Any, int], *,
+                         client_options: Mapping[str, Any] | None = None) -> None:
+    """Delete each partition's records before the given offset (``DeleteRecords``).
+
+    Raises :class:`TransportError` naming the partitions when the cluster refuses.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000,
+                                **dict(client_options or {}))
+    try:
+        await admin.start()
+        await admin.delete_records({tp: RecordsToDelete(offset) for tp, offset in before.items()})
+    except Exception as exc:
+        where = ", ".join(f"{tp.topic}[{tp.partition}] before {offset}"
+                          for tp, offset in sorted(before.items()))
+        raise TransportError(f"deleting records of {where} at {bootstrap}: {exc!r}") from exc
+    finally:
+        await admin.close()
 
 
 async def list_topics(bootstrap: str, *,

@@ -213,6 +213,11 @@ class Transport(Protocol):
         """Create missing topics; return ``admin.Topics`` (counts, limits, retention)."""
         ...
 
+    async def delete_records(self, before: Mapping[TopicPartition, int]) -> None:
+        """Delete each partition's records before the given offset (consumed ones of
+        repartition topics); raise ``TransportError`` if the cluster refuses."""
+        ...
+
     def producer(self, transactional_id: str, *, transactional: bool,
                  transaction_timeout: float, client_id: str) -> Producer: ...
 

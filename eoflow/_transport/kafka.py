@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .admin import Topics, TopicSpec, ensure_topics, list_topics
+from .admin import Topics, TopicSpec, delete_records, ensure_topics, list_topics
+from .base import TopicPartition
 from .changelog import KafkaChangelogReader
 from .consumer import KafkaGroupConsumer
 from .options import check_consumer_options, check_producer_options
@@ -46,6 +47,9 @@ class KafkaTransport:
     async def ensure_topics(self, specs: Sequence[TopicSpec], replication_factor: int) -> Topics:
         return await ensure_topics(self.bootstrap, list(specs), replication_factor,
                                    client_options=self._options)
+
+    async def delete_records(self, before: Mapping[TopicPartition, int]) -> None:
+        await delete_records(self.bootstrap, before, client_options=self._options)
 
     def producer(self, transactional_id: str, *, transactional: bool,
                  transaction_timeout: float, client_id: str) -> TransactionalProducer:

@@ -20,13 +20,14 @@ from eoflow.errors import (
     EoflowError,
     InstanceFencedError,
     LifecycleError,
+    RecordRejectedError,
     RestoreError,
     TopicMismatchError,
     TransactionAbortedError,
     TransportError,
 )
 
-from ..admin import Topics, TopicSpec
+from ..admin import DEFAULT_RETENTION_MS, Topics, TopicSpec
 from ..base import GroupMetadata, RebalanceListener, SendFuture, TopicPartition
 from .broker import MemoryBroker
 from .log import LogRecord
@@ -414,6 +415,15 @@ class MemoryTransport:
     async def list_topics(self) -> dict[str, int]:
         return {name: self.broker.partitions(name) for name in sorted(self.broker.logs)}
 
+    async def delete_records(self, before: Mapping[TopicPartition, int]) -> None:
+        if self.killed:
+            return
+        for tp, offset in before.items():
+            try:
+                self.broker.log(tp.topic, tp.partition).delete_before(offset)
+            except (ValueError, RecordRejectedError) as exc:
+                raise TransportError(f"deleting records of {tp}: {exc}") from exc
+
     async def ensure_topics(self, specs: Sequence[TopicSpec], replication_factor: int) -> Topics:
         for spec in specs:
             found = self.broker.partitions(spec.name)
@@ -425,7 +435,10 @@ class MemoryTransport:
         names = [s.name for s in specs]
         return Topics({n: self.broker.partitions(n) for n in names},
                       {n: self.broker.max_message_bytes(n) for n in names},
-                      {n: self.broker.delete_retention(n) for n in names})
+                      {n: self.broker.delete_retention(n) for n in names},
+                      {n: int(self.broker.configs.get(n, {}).get("retention.ms",
+                                                                 DEFAULT_RETENTION_MS))
+                       for n in names})
 
     def producer(self, transactional_id: str, *, transactional: bool,
                  transaction_timeout: float, client_id: str) -> MemoryProducer:

@@ -73,6 +73,15 @@ class PartitionLog:
         self.status[txn] = "committed" if commit else "aborted"
         self.entries.append(_Entry(None, txn))
 
+    def delete_before(self, offset: int) -> None:
+        """``DeleteRecords``: the log starts at ``offset`` from now on."""
+        if offset > self.high_watermark:
+            raise ValueError(f"{self.topic}[{self.partition}]: cannot delete records before "
+                             f"{offset}, past the high watermark {self.high_watermark}")
+        if offset > self.log_start:
+            del self.entries[:offset - self.log_start]
+            self.log_start = offset
+
     def read(self, position: int, max_records: int, *,
              committed: bool = True) -> tuple[list[LogRecord], int]:
         """Records from ``position`` on (only committed ones up to the LSO when
