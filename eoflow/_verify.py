@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,8 +260,11 @@ async def _chaos(app_spec: str, app: App, inputs: list[Input], report: Report, *
     namespace = f"verify-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, NAMESPACE_ENV: namespace, "EOFLOW_BROKER": f"kafka://{bootstrap}",
            "PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path]),
-           **{f"EOFLOW_{k.upper()}": v for k, v in settings.items()}}
+           **{f"EOFLOW_{k.upper()}": v for k, v in settings.items()},
+           # The comparison reads the repartition topics whole: keep consumed records.
+           "EOFLOW_REPARTITION_PURGE_INTERVAL": "0"}
     session = float(settings.get("session_timeout", app.settings.session_timeout))
+    await create_chaos_topics(app, bootstrap, namespace, settings)
     with tempfile.TemporaryDirectory(prefix="eoflow-verify-") as tmp:
         pool = _Workers(app_spec, env, Path(tmp))
         names = [f"w{i + 1}" for i in range(workers)]
@@ -294,6 +297,26 @@ async def _chaos(app_spec: str, app: App, inputs: list[Input], report: Report, *
         if bad:
             report.notes.append(f"workers exited with {bad} on SIGTERM (logs in {tmp})")
         return await _snapshot(app, bootstrap, namespace)
+
+
+async def create_chaos_topics(app: App, bootstrap: str, namespace: str,
+                              settings: Mapping[str, str]) -> None:
+    """Create the app's declared topics in ``namespace`` before the workers do, each with
+    ``retention.ms=-1`` on top of its own configs.
+
+    The inputs' timestamps (``INPUT_T0_MS``, in 2023) flow to every output: under Kafka's
+    default seven-day retention the broker's next retention check (every five minutes)
+    would delete them in the middle of the run, and the comparison would blame the app.
+    """
+    topics = [t for t in app.topics.values() if t.pattern is None]
+    default = int(settings.get("topic_partitions", app.settings.topic_partitions))
+    names = {f"{namespace}.{n}": t.partitions or default for t in topics for n in t.names}
+    config = {f"{namespace}.{n}": {**t.config, "retention.ms": "-1"}
+              for t in topics for n in t.names}
+    await kit.create_topics(bootstrap, names, config,
+                            replication_factor=int(settings.get(
+                                "replication_factor", app.settings.replication_factor)),
+                            client_options=app.settings.client_options)
 
 
 async def _feed(app: App, inputs: list[Input], bootstrap: str, namespace: str,

@@ -54,3 +54,33 @@ def test_windows_dead_letters_and_ignored_timer_topics_compare(kafka_bootstrap: 
                         "--rate", "100", "--ignore", "ticks")
     assert result.exit_code == 0, result.output
     assert "exactly once" in result.output
+
+
+async def test_the_chaos_topics_keep_the_2023_timestamps_of_the_inputs(
+        kafka_bootstrap: str) -> None:
+    """Inputs are stamped from INPUT_T0_MS (November 2023) and outputs inherit it: under
+    Kafka's default 7-day retention, the broker's retention check (every 5 minutes) used to
+    delete them in the middle of a run, and verify reported the app as not exactly once."""
+    import uuid
+
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from apps.wordcount import app
+    from eoflow._verify import create_chaos_topics
+
+    namespace = f"verify-{uuid.uuid4().hex[:8]}"
+    await create_chaos_topics(app, kafka_bootstrap, namespace, {})
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        names = [f"{namespace}.{n}" for n in ("lines", "words", "word-counts")]
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n, {"retention.ms": None})
+             for n in names])
+        found = {r["resource_name"]: {e["config_names"]: e["config_value"]
+                                      for e in r["config_entries"]}
+                 for response in responses for r in response.to_object()["resources"]}
+    finally:
+        await admin.close()
+    assert {n: found[n]["retention.ms"] for n in names} == dict.fromkeys(names, "-1")
