@@ -193,6 +193,7 @@ class App:
         key_type: type | None = None,
         value_type: type | None = None,
         pattern: str | None = None,
+        timestamp_extractor: Callable[[Any], Any] | str | None = None,
     ) -> Topic[Any, Any]:
         """Declare a topic (created at worker start when missing).
 
@@ -200,7 +201,12 @@ class App:
         model, ``str``, ``int``...) encode and check keys and values; a record that does not
         decode or validate is dead-lettered with the reason. ``pattern=`` (a regular
         expression matching whole names) subscribes to every existing topic it matches
-        when the worker starts, as Faust's ``app.topic(pattern=...)``; a source only."""
+        when the worker starts, as Faust's ``app.topic(pattern=...)``; a source only.
+
+        ``timestamp_extractor`` (a field name, or a function of the decoded value returning
+        a datetime or seconds since the epoch) gives each record's event time in place of
+        its Kafka timestamp: windows, stream time and the timestamps of what is sent while
+        the record is processed follow it. A record it cannot read is dead-lettered."""
         if self.namespace:
             names = tuple(n if n.startswith(f"{self.namespace}.") else f"{self.namespace}.{n}"
                           for n in names)
@@ -209,7 +215,7 @@ class App:
         topic: Topic[Any, Any] = Topic(
             self, names, partitions=partitions, key_serializer=key_serializer,
             value_serializer=value_serializer, config=config, key_type=key_type,
-            value_type=value_type, pattern=pattern)
+            value_type=value_type, pattern=pattern, timestamp_extractor=timestamp_extractor)
         if pattern is not None:
             self.patterns.append(topic)
         for name in names:

@@ -43,7 +43,8 @@ _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 class Event(NamedTuple, Generic[KT, VT]):
-    """One input record, decoded. ``timestamp`` is the record's Kafka timestamp (ms).
+    """One input record, decoded. ``timestamp`` is its event time in ms: the record's Kafka
+    timestamp, or what its topic's ``timestamp_extractor`` read from the value.
 
     Immutable. A named tuple rather than a frozen dataclass: one is built per record, and
     a frozen dataclass' ``__init__`` (an ``object.__setattr__`` per field) cost 2.5 times as much.

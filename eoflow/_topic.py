@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from eoflow._serde import Codec, resolve_codec
+from eoflow._windows import time_getter
 from eoflow.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class Topic(Generic[KT, VT]):
         value_type: type | None = None,
         config: dict[str, str] | None = None,
         pattern: str | None = None,
+        timestamp_extractor: Callable[[Any], Any] | str | None = None,
     ) -> None:
         if not names and pattern is None:
             raise ConfigurationError("a topic needs at least one name, or a pattern")
@@ -59,6 +61,15 @@ class Topic(Generic[KT, VT]):
         self.value_codec = resolve_codec(value_serializer, value_type,
                                          f"topic {names[0]!r} value")
         self.config = dict(config or {})
+        if timestamp_extractor is not None and not (
+                callable(timestamp_extractor) or isinstance(timestamp_extractor, str)):
+            raise ConfigurationError(
+                f"topic {names[0]!r}: timestamp_extractor={timestamp_extractor!r}: give a "
+                "field name or a function of the value returning a datetime or seconds")
+        #: The event time of a record of this topic, from its value (None: its Kafka
+        #: timestamp). See :func:`eoflow._runtime.dispatcher.extract_time`.
+        self.time_of: Callable[[Any], Any] | None = (
+            None if timestamp_extractor is None else time_getter(timestamp_extractor))
 
     def resolve(self, existing: dict[str, int]) -> None:
         """A pattern topic becomes the existing topics its pattern matches (whole names),

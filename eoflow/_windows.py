@@ -215,13 +215,26 @@ def event_time(event: Event[Any, Any], field: Callable[[Any], Any] | None) -> fl
     if field is None:
         return event.timestamp / 1000
     found = field(event.value)
+    t = time_seconds(found)
+    if t is None:
+        raise SerializationError(  # this record's fault, not the app's: dead-lettered
+            f"relative_to_field: the field of {event.describe()} is {found!r}; a time must "
+            "be a datetime or seconds since the epoch")
+    return t
+
+
+def time_seconds(found: Any) -> float | None:
+    """A datetime or a number of seconds since the epoch as seconds; None if neither."""
     if isinstance(found, datetime):
         return found.timestamp()
-    if isinstance(found, int | float):
+    if isinstance(found, int | float) and not isinstance(found, bool):
         return float(found)
-    raise SerializationError(  # this record's fault, not the app's: it is dead-lettered
-        f"relative_to_field: the field of {event.describe()} is {found!r}; a time must be a "
-        "datetime or seconds since the epoch")
+    return None
+
+
+def time_getter(field: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
+    """A function of a value giving its time: ``field`` itself, or the field it names."""
+    return field if callable(field) else _field(field)
 
 
 class WindowedTable(Generic[KT, VT]):
@@ -272,8 +285,7 @@ class WindowedTable(Generic[KT, VT]):
     def relative_to_field(self, field: Callable[[Any], Any] | str) -> WindowedTable[KT, VT]:
         """Event time from a field of the value (a datetime, or seconds since the epoch):
         windows are chosen, and ``.value()`` reads, by it."""
-        getter = field if callable(field) else _field(field)
-        return self._with("field", getter)
+        return self._with("field", time_getter(field))
 
     # -- mapping-like ----------------------------------------------------------------------
     def __getitem__(self, key: KT) -> WindowSet[KT, VT]:

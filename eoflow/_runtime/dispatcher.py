@@ -24,6 +24,7 @@ from eoflow._app import AgentSpec
 from eoflow._stream import Event
 from eoflow._topic import Topic
 from eoflow._transport.base import ConsumedRecord, GroupConsumer, TopicPartition
+from eoflow._windows import time_seconds
 from eoflow.errors import EoflowError, SerializationError
 
 from .agents import AgentSupervisor
@@ -269,8 +270,38 @@ def _decode(topic: Topic[Any, Any], record: ConsumedRecord) -> Event[Any, Any]:
         value = None if record.value is None else topic.value_codec.loads(record.value)
     except Exception as exc:
         raise _undecodable("value", topic.value_codec.name, record, exc) from exc
+    timestamp = record.timestamp
+    if topic.time_of is not None and value is not None:
+        timestamp = extract_time(topic, record, value)
     return Event(key, value, record.topic, record.partition, record.offset,
-                 record.timestamp, tuple(record.headers) if record.headers else ())
+                 timestamp, tuple(record.headers) if record.headers else ())
+
+
+#: Seconds beyond which an extracted time is taken for milliseconds (the year 5138).
+_LARGEST_SECONDS = 1e11
+
+
+def extract_time(topic: Topic[Any, Any], record: ConsumedRecord, value: Any) -> int:
+    """The record's event time (ms) by its topic's ``timestamp_extractor``; a value it
+    cannot read raises :class:`SerializationError` (the record is dead-lettered)."""
+    where = f"{record.topic}[{record.partition}]@{record.offset}"
+    assert topic.time_of is not None
+    try:
+        found = topic.time_of(value)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot read the event time of {where} with its topic's timestamp_extractor: "
+            f"{exc!r}") from exc
+    t = time_seconds(found)
+    if t is None or t < 0:
+        raise SerializationError(
+            f"the timestamp_extractor of {where} gave {found!r}: an event time must be a "
+            "datetime or seconds since the epoch, not negative")
+    if t > _LARGEST_SECONDS:
+        raise SerializationError(
+            f"the timestamp_extractor of {where} gave {found!r}, after the year 5000: "
+            "milliseconds? it must give seconds since the epoch")
+    return round(t * 1000)
 
 
 def _undecodable(part: str, codec: str, record: ConsumedRecord,

@@ -1,6 +1,7 @@
 """The harness app that uses the features of issues 11 and 12, configured like ``eo_app``.
 
-``input`` (JSON ``{"id", "key", "n", "t"}``, ``t`` the event time in seconds):
+``input`` (JSON ``{"id", "key", "n", "t"}``, ``t`` the event time in seconds, read by the
+topic's ``timestamp_extractor``: every output and the repartition topic carry it):
 
 * ``ingest`` takes batches (``take(10, within=0.05)``) and yields, for each input, its echo
   to two sinks: the ``echo`` topic and the ``audit`` agent, which writes ``audit-out``;
@@ -43,17 +44,28 @@ SESSION_GAP = 2.0
 #: purge is checked by tests/unit/test_repartition_purge.py and test_repartition.py).
 app = eoflow.App(APP_ID, **EOFLOW_SETTINGS, repartition_purge_interval=0)
 
-inputs = app.topic(f"{PREFIX}-input", partitions=PARTITIONS, key_serializer="str")
-echo = app.topic(f"{PREFIX}-echo", partitions=PARTITIONS, key_serializer="str")
-audit_out = app.topic(f"{PREFIX}-audit-out", partitions=PARTITIONS, key_serializer="str")
-aggregates = app.topic(f"{PREFIX}-aggregates", partitions=PARTITIONS, key_serializer="str")
-finals = app.topic(f"{PREFIX}-finals", partitions=PARTITIONS, key_serializer="str")
-late = app.topic(f"{PREFIX}-late", partitions=PARTITIONS, key_serializer="str")
-ticks_out = app.topic(f"{PREFIX}-ticks-out", partitions=PARTITIONS, key_serializer="str")
-session_finals = app.topic(f"{PREFIX}-session-finals", partitions=PARTITIONS,
-                           key_serializer="str")
-session_late = app.topic(f"{PREFIX}-session-late", partitions=PARTITIONS,
-                         key_serializer="str")
+#: Event times are in 2023 (``driver.EVENT_T0``) and flow to every output: topics keep
+#: records (``Run`` creates the declared ones up front with the same config), or the
+#: broker's retention check would delete them mid-run.
+KEEP = {"retention.ms": "-1"}
+
+
+def _topic(name: str, **options: Any) -> eoflow.Topic[Any, Any]:
+    return app.topic(f"{PREFIX}-{name}", partitions=PARTITIONS, key_serializer="str",
+                     config=KEEP, **options)
+
+
+inputs = _topic("input", timestamp_extractor="t")
+echo = _topic("echo")
+audit_out = _topic("audit-out")
+aggregates = _topic("aggregates")
+finals = _topic("finals")
+late = _topic("late")
+ticks_out = _topic("ticks-out")
+session_finals = _topic("session-finals")
+session_late = _topic("session-late")
+#: The audit agent's own topic, declared to give it KEEP (made by the worker).
+audit_in = app.topic(f"{APP_ID}-audit", partitions=PARTITIONS, config=KEEP)
 
 aggs = app.Table("aggs", default=dict, partitions=PARTITIONS)
 firsts = app.GlobalTable("firsts", partitions=PARTITIONS)
@@ -87,11 +99,10 @@ async def on_session_late(key: str, event: eoflow.Event[Any, Any]) -> None:
 
 visits = (app.Table("visits", default=int, partitions=PARTITIONS)
           .session(SESSION_GAP, grace=GRACE, expires=EXPIRES, on_window_close=close_session,
-                   on_late=on_session_late)
-          .relative_to_field("t"))
+                   on_late=on_session_late))  # event time: the input's extracted "t"
 
 
-@app.agent(name="audit")
+@app.agent(audit_in, name="audit")
 async def audit(stream: eoflow.Stream[Any, dict[str, Any]]) -> None:
     async for value in stream:
         await audit_out.send(key=value["key"], value=value)

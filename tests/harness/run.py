@@ -165,8 +165,12 @@ class Run:
         t, n = self.topics, self.config.partitions
         up_front = (t.created_up_front(n) if isinstance(t, FeatureTopics) else
                     {t.input: n, t.echo: n, t.by_key: n, t.aggregates: n, t.dlq: 1})
-        await create_topics(self.config.bootstrap, up_front,
-                            {t.echo: {"max.message.bytes": str(ECHO_MAX_MESSAGE_BYTES)}},
+        config: dict[str, dict[str, str]] = {
+            t.echo: {"max.message.bytes": str(ECHO_MAX_MESSAGE_BYTES)}}
+        if isinstance(t, FeatureTopics):  # event times of 2023 flow to every output
+            config = {name: {**config.get(name, {}), "retention.ms": "-1"}
+                      for name in up_front}
+        await create_topics(self.config.bootstrap, up_front, config,
                             replication_factor=self.config.replication_factor)
         await self.watcher.__aenter__()
         return self
