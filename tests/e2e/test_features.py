@@ -1,11 +1,12 @@
 """Exactly once for the features users build around the guarantee (issues 11, 12).
 
 ``tests/harness/features_app.py`` runs take batches and a yielding agent with two sinks,
-group_by through a repartition topic, a table, a tumbling window with close and late
-hooks, a global table and a punctuator; ``features_oracle`` checks every one of them
-exactly (see its docstring). The scenarios are the harness's: random ``kill -9``, a crash
-at every fault point of the commit cycle, a zombie past its session, and a restart as a
-new instance with an empty data directory. Reproduce one with
+group_by through a repartition topic, a table, a tumbling window and a session window
+with close and late hooks (event time from the input topic's timestamp_extractor), a
+global table and a punctuator; ``features_oracle`` checks every one of them exactly (see
+its docstring). The scenarios are the harness's: random ``kill -9``, a crash at every
+fault point of the commit cycle, a zombie past its session, a restart as a new instance
+with an empty data directory, and scaling 1 -> 3 -> 1 workers. Reproduce one with
 ``python -m tests.harness.scenarios NAME --app features --records N``.
 """
 
@@ -62,3 +63,11 @@ def test_features_zombie(kafka_broker: Any, tmp_path: Path) -> None:
 def test_features_fresh_instance(kafka_broker: Any, tmp_path: Path) -> None:
     cfg = _config("fresh_instance", tmp_path, kafka_broker)
     _check(asyncio.run(SCENARIOS["fresh_instance"](cfg)))
+
+
+def test_features_scale_out_and_in(kafka_broker: Any, tmp_path: Path) -> None:
+    """1 -> 3 -> 1 workers: windows, sessions and punctuators change owners twice."""
+    result = asyncio.run(SCENARIOS["scale_1_3_1"](_config("scale_1_3_1", tmp_path,
+                                                          kafka_broker)))
+    _check(result)
+    assert result.rebalances >= 2, result.report()
