@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from eoflow._serde import Codec, resolve_codec
 from eoflow._windows import time_getter
-from eoflow.errors import ConfigurationError
+from eoflow.errors import ConfigurationError, SerializationError
 
 if TYPE_CHECKING:
     from eoflow._app import App
@@ -96,8 +96,16 @@ class Topic(Generic[KT, VT]):
 
     def encode(self, key: Any, value: Any) -> tuple[bytes | None, bytes | None]:
         """Serialize a key and value for this topic (``None`` stays ``None``)."""
-        return (None if key is None else self.key_codec.dumps(key),
-                None if value is None else self.value_codec.dumps(value))
+        return (None if key is None else self._dumps("key", self.key_codec, key),
+                None if value is None else self._dumps("value", self.value_codec, value))
+
+    def _dumps(self, part: str, codec: Codec, item: Any) -> bytes:
+        try:
+            return codec.dumps(item)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot encode the {part} {_short(item)} for topic {self.name!r} with "
+                f"{codec.name}: {exc}") from exc
 
     async def send(
         self,
@@ -119,10 +127,13 @@ class Topic(Generic[KT, VT]):
         if len(self.names) != 1 or self.pattern is not None:
             raise ConfigurationError(f"cannot send to multi-topic {self.names}: name one topic")
         runtime = self.app._runtime or self.app._require_runtime(f"send to topic {self.name!r}")
-        await runtime.send(self.names[0],
-                           None if key is None else self.key_codec.dumps(key),
-                           None if value is None else self.value_codec.dumps(value),
-                           partition, headers, timestamp)
+        raw_key, raw_value = self.encode(key, value)
+        await runtime.send(self.names[0], raw_key, raw_value, partition, headers, timestamp)
 
     def __repr__(self) -> str:
         return f"<Topic {', '.join(self.names)}>"
+
+
+def _short(item: Any, limit: int = 80) -> str:
+    text = repr(item)
+    return text if len(text) <= limit else f"{text[:limit]}..."

@@ -402,3 +402,25 @@ def test_a_pattern_topic_cannot_be_sent_to_and_a_bad_pattern_is_named() -> None:
         app.topic(pattern="(")
     with pytest.raises(ConfigurationError, match="names or a pattern"):
         app.topic("a", pattern="b")
+
+
+async def test_a_yielded_value_its_sink_cannot_encode_is_dead_lettered_naming_the_sink() -> None:
+    app = eoflow.App("unencodable")
+    src = app.topic("in", partitions=1)
+    out = app.topic("out", partitions=1)
+
+    @app.agent(src, sink=[out])
+    async def agent(stream: eoflow.Stream[Any, Any]) -> Any:
+        async for value in stream:
+            yield {1, 2} if value == "bad" else value
+
+    async with TestDriver(app) as driver:
+        for value in ("ok1", "bad", "ok2"):
+            await driver.send("in", value)
+        await driver.settle()
+        assert driver.values("out") == ["ok1", "ok2"]
+        [letter] = driver.dead_letters()
+        headers = dict(letter.headers)
+        assert headers["eoflow.offset"] == b"1"
+        assert ("cannot encode the value {1, 2} for topic 'out' with json: Object of type "
+                "set is not JSON serializable") in headers["eoflow.error"].decode()
