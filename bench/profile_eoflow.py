@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.run import (
     BIN,
     ROOT,
+    WINDOWED,
     OutputReader,
     create_topics,
     delete_topics_containing,
@@ -78,7 +79,8 @@ async def amain(args: argparse.Namespace, bootstrap: str, outdir: Path) -> None:
                             stdout=open(outdir / "system.log", "wb"),  # noqa: SIM115
                             stderr=subprocess.STDOUT)
     try:
-        t = await reader.wait_for(args.records, 600, lambda: proc.poll() is None)
+        expected = args.records * WINDOWED.get(args.workload, 1)
+        t = await reader.wait_for(expected, 600, lambda: proc.poll() is None)
         log(f"expected output reached: {t is not None}, read {reader.count}")
     finally:
         # SIGTERM the worker (the child of py-spy), so py-spy writes its output and exits.
@@ -107,7 +109,7 @@ def _children(pid: int) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--workload", default="count", choices=["passthrough", "count"])
+    ap.add_argument("--workload", default="count", choices=["passthrough", "count", *WINDOWED])
     ap.add_argument("--guarantee", default="exactly_once",
                     choices=["exactly_once", "at_least_once"])
     ap.add_argument("--interval", type=float, default=1.0)
