@@ -96,16 +96,22 @@ class Topic(Generic[KT, VT]):
 
     def encode(self, key: Any, value: Any) -> tuple[bytes | None, bytes | None]:
         """Serialize a key and value for this topic (``None`` stays ``None``)."""
-        return (None if key is None else self._dumps("key", self.key_codec, key),
-                None if value is None else self._dumps("value", self.value_codec, value))
-
-    def _dumps(self, part: str, codec: Codec, item: Any) -> bytes:
         try:
-            return codec.dumps(item)
+            return (None if key is None else self.key_codec.dumps(key),
+                    None if value is None else self.value_codec.dumps(value))
         except Exception as exc:
-            raise SerializationError(
-                f"cannot encode the {part} {_short(item)} for topic {self.name!r} with "
-                f"{codec.name}: {exc}") from exc
+            raise self._unencodable(key, value, exc) from exc
+
+    def _unencodable(self, key: Any, value: Any, exc: Exception) -> SerializationError:
+        """The error for a key or value the serializers refused (``exc``), naming which."""
+        part, codec, item = "value", self.value_codec, value
+        if key is not None:
+            try:
+                self.key_codec.dumps(key)
+            except Exception:
+                part, codec, item = "key", self.key_codec, key
+        return SerializationError(f"cannot encode the {part} {_short(item)} for topic "
+                                  f"{self.name!r} with {codec.name}: {exc}")
 
     async def send(
         self,
@@ -127,7 +133,11 @@ class Topic(Generic[KT, VT]):
         if len(self.names) != 1 or self.pattern is not None:
             raise ConfigurationError(f"cannot send to multi-topic {self.names}: name one topic")
         runtime = self.app._runtime or self.app._require_runtime(f"send to topic {self.name!r}")
-        raw_key, raw_value = self.encode(key, value)
+        try:  # inline: one call less per record than encode()
+            raw_key = None if key is None else self.key_codec.dumps(key)
+            raw_value = None if value is None else self.value_codec.dumps(value)
+        except Exception as exc:
+            raise self._unencodable(key, value, exc) from exc
         await runtime.send(self.names[0], raw_key, raw_value, partition, headers, timestamp)
 
     def __repr__(self) -> str:

@@ -353,7 +353,9 @@ class Worker:
         topics: Topics = await transport.ensure_topics(list(specs.values()),
                                                        settings.replication_factor)
         for topic in self.app.topics.values():
-            for name in topic.names if topic.purged else ():
+            if not topic.purged:
+                continue
+            for name in topic.names:
                 if topics.retention_ms.get(name, -1) >= 0:
                     log.warning(
                         "repartition topic %r deletes records after retention.ms=%d: a "

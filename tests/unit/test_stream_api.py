@@ -424,3 +424,21 @@ async def test_a_yielded_value_its_sink_cannot_encode_is_dead_lettered_naming_th
         assert headers["eoflow.offset"] == b"1"
         assert ("cannot encode the value {1, 2} for topic 'out' with json: Object of type "
                 "set is not JSON serializable") in headers["eoflow.error"].decode()
+
+
+async def test_a_key_its_topic_cannot_encode_is_named_as_the_key() -> None:
+    app = eoflow.App("unencodable-key")
+    src = app.topic("in", partitions=1)
+    out = app.topic("out", partitions=1)  # raw keys: bytes
+
+    @app.agent(src)
+    async def agent(stream: eoflow.Stream[Any, Any]) -> None:
+        async for value in stream:
+            await out.send(key=42 if value == "bad" else b"k", value=value)
+
+    async with TestDriver(app) as driver:
+        await driver.send("in", "bad")
+        await driver.settle()
+        [letter] = driver.dead_letters()
+        assert "cannot encode the key 42 for topic 'out' with raw" in \
+            dict(letter.headers)["eoflow.error"].decode()
