@@ -57,13 +57,34 @@ async def _configs(bootstrap: str, kind: ConfigResourceType, names: list[str],
         await admin.close()
 
 
+def _settled_metadata(cluster: KafkaCluster, topics: list[str],
+                      timeout: float = 30.0) -> dict[str, Any]:
+    """Topic metadata once every topic is known, with partitions and a full ISR.
+
+    The node asked may not have applied a topic created a moment ago (it answers
+    UNKNOWN_TOPIC_OR_PARTITION, no partitions: 1 CI run in about 15), nor the followers'
+    catching up: ask again until it has, then return what it says.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        metadata: dict[str, Any] = cluster.metadata(topics)["topics"]
+        settled = all(
+            name in metadata and metadata[name]["error"] == 0 and metadata[name]["partitions"]
+            and all(len(p["isr"]) == len(p["replicas"])
+                    for p in metadata[name]["partitions"].values())
+            for name in topics)
+        if settled or time.monotonic() > deadline:
+            return metadata
+        time.sleep(0.2)
+
+
 async def test_topics_and_internal_topics_have_rf_3_and_min_insync_2(
     kafka_cluster: KafkaCluster,
 ) -> None:
     topic = _uid("cluster-rf")
     await create_topics(kafka_cluster.bootstrap, {topic: 2}, replication_factor=3)
 
-    metadata = kafka_cluster.metadata([topic, *INTERNAL_TOPICS])["topics"]
+    metadata = _settled_metadata(kafka_cluster, [topic, *INTERNAL_TOPICS])
     for name in (topic, *INTERNAL_TOPICS):
         partitions = metadata[name]["partitions"].values()
         assert partitions, name
