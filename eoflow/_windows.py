@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from eoflow._stream import Event, current_event
+from eoflow._stream import Event, _field_getter, current_event
 from eoflow.errors import ConfigurationError, SerializationError, TableUsageError
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ def time_seconds(found: Any) -> float | None:
 
 def time_getter(field: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
     """A function of a value giving its time: ``field`` itself, or the field it names."""
-    return field if callable(field) else _field(field)
+    return field if callable(field) else _field_getter(field)
 
 
 class WindowedTable(Generic[KT, VT]):
@@ -487,10 +487,3 @@ class WindowSet(Generic[KT, VT]):
 
     def __repr__(self) -> str:
         return f"<WindowSet {self.table.name}[{self.key!r}]>"
-
-
-def _field(name: str) -> Callable[[Any], Any]:
-    def get(value: Any) -> Any:
-        return value[name] if isinstance(value, dict) else getattr(value, name)
-
-    return get

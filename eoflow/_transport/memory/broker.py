@@ -32,14 +32,11 @@ from typing import Any, Protocol
 
 from eoflow.errors import CommitFailedError, ProducerFencedError, RecordRejectedError
 
+from ..admin import DEFAULT_DELETE_RETENTION, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RETENTION_MS
 from ..base import GroupMetadata, TopicPartition
 from .log import PartitionLog
 
 __all__ = ["MemoryBroker"]
-
-#: Kafka's default max.message.bytes and delete.retention.ms.
-DEFAULT_MAX_MESSAGE_BYTES = 1048588
-DEFAULT_DELETE_RETENTION_MS = 86_400_000
 
 
 class Member(Protocol):
@@ -126,8 +123,11 @@ class MemoryBroker:
                                                     DEFAULT_MAX_MESSAGE_BYTES))
 
     def delete_retention(self, topic: str) -> float:
-        return int(self.configs.get(topic, {}).get("delete.retention.ms",
-                                                   DEFAULT_DELETE_RETENTION_MS)) / 1000
+        raw = self.configs.get(topic, {}).get("delete.retention.ms")
+        return DEFAULT_DELETE_RETENTION if raw is None else int(raw) / 1000
+
+    def retention_ms(self, topic: str) -> int:
+        return int(self.configs.get(topic, {}).get("retention.ms", DEFAULT_RETENTION_MS))
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

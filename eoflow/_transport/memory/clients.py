@@ -27,7 +27,7 @@ from eoflow.errors import (
     TransportError,
 )
 
-from ..admin import DEFAULT_RETENTION_MS, Topics, TopicSpec
+from ..admin import Topics, TopicSpec
 from ..base import GroupMetadata, RebalanceListener, SendFuture, TopicPartition
 from .broker import MemoryBroker
 from .log import LogRecord
@@ -436,9 +436,7 @@ class MemoryTransport:
         return Topics({n: self.broker.partitions(n) for n in names},
                       {n: self.broker.max_message_bytes(n) for n in names},
                       {n: self.broker.delete_retention(n) for n in names},
-                      {n: int(self.broker.configs.get(n, {}).get("retention.ms",
-                                                                 DEFAULT_RETENTION_MS))
-                       for n in names})
+                      {n: self.broker.retention_ms(n) for n in names})
 
     def producer(self, transactional_id: str, *, transactional: bool,
                  transaction_timeout: float, client_id: str) -> MemoryProducer:
