@@ -342,6 +342,8 @@ class TestDriver:
                     contents.pop(key, None)
                 else:
                     contents[key] = value
+        if table.windowed is not None:
+            return dict(table.windowed.windows_of(contents.items()))
         return contents
 
     def dead_letters(self) -> list[Output]:

@@ -17,6 +17,7 @@ from eoflow._windows import (
     Hopping,
     Seconds,
     Session,
+    Sliding,
     Tumbling,
     WindowedTable,
     WindowSpec,
@@ -115,7 +116,8 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         self.on_window_close = on_window_close
         #: Every worker reads all of it (:class:`GlobalTable`).
         self.global_ = type(self).global_
-        #: Set by :meth:`tumbling` / :meth:`hopping` / :meth:`session`: per-window values.
+        #: Set by :meth:`tumbling` / :meth:`hopping` / :meth:`session` / :meth:`sliding`:
+        #: per-window values.
         self.windowed: WindowedTable[KT, VT] | None = None
 
     # -- windows ------------------------------------------------------------------------
@@ -151,6 +153,23 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         ``grace`` is late: not applied, ``on_late(key, event)``.
         """
         return self._window(Session(gap), expires, grace, on_window_close, on_late, merge)
+
+    def sliding(self, size: Seconds, *, merge: Callable[[Any, Any], Any] | None = None,
+                expires: Seconds | None = None, grace: Seconds = 0,
+                on_window_close: Any = None, on_late: Any = None) -> WindowedTable[KT, VT]:
+        """Per-key values over the last ``size`` (seconds or a timedelta), at any time.
+
+        A key has one window ``[t - size, t]`` (both ends included) per distinct event
+        time ``t``, as in Kafka Streams. ``table[key] += x`` changes the key's contribution
+        at the event's time; reads (``.current()``, ``.now()``, ``.delta(d)``) combine the
+        contributions inside the window that ends at their time with ``merge(a, b)``
+        (``a + b`` by default). The window ending at ``t`` closes once stream time passes
+        ``t + grace`` (``on_window_close(key, window, value)`` runs, exactly once); a
+        contribution is deleted once stream time passes its time plus ``size`` plus
+        ``expires`` (default: the larger of size and grace). An event older than stream
+        time minus ``grace`` is late: not applied, ``on_late(key, event)``.
+        """
+        return self._window(Sliding(size), expires, grace, on_window_close, on_late, merge)
 
     def _window(self, spec: WindowSpec, expires: Seconds | None, grace: Seconds,
                 on_window_close: Any, on_late: Any,

@@ -24,6 +24,15 @@ key it is less than ``gap`` from, merging them into one (values combined with ``
 by default); a session is ``[first event, last event]``, both ends included, and closes
 once stream time passes its end plus ``gap`` plus ``grace`` (no later event may join it
 then). An event older than stream time minus ``grace`` is late.
+
+Sliding windows (``Table.sliding(size)``) answer "the value over the last ``size`` seconds"
+at any time, as Kafka Streams' sliding windows do: a key has one window ``[t - size, t]``
+(both ends included) per distinct event time ``t``. A write changes the event's own
+*contribution* (the key's value at exactly that time); a read combines the contributions
+in the window with ``merge`` (``+`` by default). The window ending at ``t`` closes once
+stream time passes ``t + grace`` (``on_window_close`` runs once, with the combined value);
+a contribution is deleted once stream time passes its time plus ``size`` plus ``expires``.
+An event older than stream time minus ``grace`` is late.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from __future__ import annotations
 import math
 import operator
 import struct
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -42,7 +51,7 @@ from eoflow.errors import ConfigurationError, SerializationError, TableUsageErro
 if TYPE_CHECKING:
     from eoflow._table import Table
 
-__all__ = ["Hopping", "Session", "Tumbling", "Window", "WindowSet", "WindowSpec",
+__all__ = ["Hopping", "Session", "Sliding", "Tumbling", "Window", "WindowSet", "WindowSpec",
            "WindowedTable"]
 
 KT = TypeVar("KT")
@@ -90,11 +99,17 @@ class WindowSpec:
 
     size: float
     step: float
-    #: How long after its end a window can still grow (a session's gap): it closes once
-    #: stream time passes end + tail + grace, and is deleted at end + tail + expires.
+    #: How long after its end a stored window is still needed: a session's gap (it can
+    #: still grow), a sliding window's size (later windows read it). It is deleted once
+    #: stream time passes end + tail + expires.
     tail: float = 0.0
+    #: How long after its end a stored window closes: at end + close_tail + grace.
+    close_tail: float = 0.0
     #: Whether a window's end is one of its times (sessions) or just past them.
     inclusive_end = False
+    #: Windows are found through a per-key index (sessions, sliding contributions) rather
+    #: than computed from the time; they end anywhere, so the runtime keeps a due hint.
+    indexed = False
 
     def describe(self) -> str:
         """The spec in words (``eoflow tables``)."""
@@ -153,9 +168,11 @@ class Session(WindowSpec):
 
     tail_ms: int
     inclusive_end = True
+    indexed = True
 
     def __init__(self, gap: Seconds) -> None:
         self.gap = self.size = self.step = self.tail = seconds(gap, "session gap")
+        self.close_tail = self.tail
         self.tail_ms = _ms(self.gap)
 
     def windows(self, t: float) -> list[Window]:
@@ -166,6 +183,38 @@ class Session(WindowSpec):
 
     def describe(self) -> str:
         return f"session gap={self.gap:g}s"
+
+
+class Sliding(WindowSpec):
+    """Per-key windows ``[t - size, t]``, one per distinct event time ``t`` of the key.
+
+    What is stored is each event time's contribution (a window ``[t, t]``); a window's
+    value combines the contributions inside it.
+    """
+
+    inclusive_end = True
+    indexed = True
+
+    def __init__(self, size: Seconds) -> None:
+        self.size = self.step = seconds(size, "window size")
+        self.size_ms = _ms(self.size)
+        # An event at exactly stream time - grace is not late and belongs to the window
+        # ending at its time: a window closes, and a contribution goes, only once stream
+        # time is strictly past (by a millisecond) its end + grace, end + size + expires.
+        self.close_tail = 0.001
+        self.tail = self.size + 0.001
+
+    def windows(self, t: float) -> list[Window]:
+        return [Window(t, t)]  # the event's own contribution
+
+    def current(self, t: float) -> Window:
+        return Window(t - self.size, t)
+
+    def ends_between(self, low_ms: int, high_ms: int) -> bool:
+        return True  # contributions sit at any event's time (the runtime keeps a due hint)
+
+    def describe(self) -> str:
+        return f"sliding size={self.size:g}s"
 
 
 def session_index_key(key: bytes) -> bytes:
@@ -239,14 +288,15 @@ def time_getter(field: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
 
 class WindowedTable(Generic[KT, VT]):
     """A table of per-window values (see the module docstring). Made by
-    ``Table.tumbling(...)`` / ``Table.hopping(...)``."""
+    ``Table.tumbling(...)``, ``.hopping(...)``, ``.session(...)``, ``.sliding(...)``."""
 
     def __init__(self, table: Table[KT, VT], spec: WindowSpec, *, expires: Seconds | None,
                  grace: Seconds = 0.0, on_window_close: CloseHook | None = None,
                  on_late: LateHook | None = None, merge: Merge | None = None) -> None:
         self.table = table
         self.spec = spec
-        #: Combines the values of sessions an event joins (session tables).
+        #: Combines the values of sessions an event joins (session tables), the
+        #: contributions inside a window (sliding tables).
         self.merge: Merge = merge or operator.add
         self.grace = 0.0 if not grace else seconds(grace, "grace")
         self.expires = (max(spec.size, self.grace) if expires is None
@@ -297,14 +347,67 @@ class WindowedTable(Generic[KT, VT]):
         WindowSet(self, key).set(value)
 
     def items(self) -> Iterator[tuple[tuple[KT, Window], VT]]:
-        """``((key, window), value)`` of every window of the partitions this worker owns."""
+        """``((key, window), value)`` of every window of the partitions this worker owns
+        (of a sliding table: the window ending at each event time of each key)."""
         backend = self.table._backend()
         for partition in self.table._partitions():
-            for stored, raw in backend.items(self.name, partition):
-                split = split_key(stored)
-                if split is not None:
-                    yield ((self.table.key_codec.loads(split[0]), split[1]),
-                           self.table.value_codec.loads(raw))
+            yield from self.windows_of(
+                ((self.table.key_codec.loads(split[0]), split[1]),
+                 self.table.value_codec.loads(raw))
+                for split, raw in ((split_key(stored), raw)
+                                   for stored, raw in backend.items(self.name, partition))
+                if split is not None)
+
+    def windows_of(self, stored: Iterable[tuple[tuple[Any, Window], Any]]
+                   ) -> Iterator[tuple[tuple[Any, Window], Any]]:
+        """Decoded stored windows as the table's windows: themselves, except in a sliding
+        table, whose stored contributions (``[t, t]``) become the window ending at each
+        contribution's time, ``[t - size, t]``, with the contributions inside combined."""
+        if not isinstance(self.spec, Sliding):
+            yield from stored
+            return
+        contributions: dict[Any, list[tuple[int, Any]]] = {}
+        for (key, window), value in stored:
+            contributions.setdefault(key, []).append((_ms(window.end), value))
+        for key, timed in contributions.items():
+            timed.sort(key=lambda tv: tv[0])
+            for t_ms, _ in timed:
+                low = t_ms - self.spec.size_ms
+                window = Window(low / 1000, t_ms / 1000)
+                yield (key, window), self.combine(
+                    [v for t, v in timed if low <= t <= t_ms], key, window)
+
+    # -- combining (sessions, sliding windows) ---------------------------------------------
+    def combine(self, values: list[Any], key: Any, window: Window | None = None) -> Any:
+        """``values`` folded with ``merge``, oldest first; the default when there are none.
+        ``window`` names the sliding window being read (None: sessions merging)."""
+        if not values:
+            return self.table._default()
+        current = values[0]
+        for value in values[1:]:
+            try:
+                current = self.merge(current, value)
+            except TypeError as exc:
+                what, kind = (("sessions", "session") if window is None
+                              else (f"contributions in {window!r}", "sliding"))
+                raise TableUsageError(
+                    f"{kind} table {self.name!r}: cannot merge the {what} of key {key!r} "
+                    f"({current!r} and {value!r}): {exc}; declare merge=... on "
+                    f".{kind}()") from exc
+        return current
+
+    def sliding_value(self, get: Callable[[bytes], bytes | None], key: bytes,
+                      decoded: Any, low_ms: int, high_ms: int) -> Any:
+        """The combined contributions of ``key`` timed in ``[low_ms, high_ms]``, read with
+        ``get`` (a store or overlay lookup)."""
+        loads = self.table.value_codec.loads
+        values = []
+        for t_ms, _ in unpack_sessions(get(session_index_key(key))):
+            if low_ms <= t_ms <= high_ms:
+                raw = get(window_key_ms(key, t_ms, t_ms))
+                if raw is not None:
+                    values.append(loads(raw))
+        return self.combine(values, decoded, Window(low_ms / 1000, high_ms / 1000))
 
     def __repr__(self) -> str:
         return f"<WindowedTable {self.name} {type(self.spec).__name__.lower()}>"
@@ -357,7 +460,16 @@ class WindowSet(Generic[KT, VT]):
             raw = runtime.get(windowed.name, partition, stored)
             current = codec.loads(raw) if raw is not None else windowed.table._default()
             runtime.set(windowed.name, partition, stored, codec.dumps(change(current)))
+            if raw is None and windowed.spec.indexed:  # a sliding table's new contribution
+                self._index(runtime, partition, key, _ms(window.end))
         return self
+
+    def _index(self, runtime: Any, partition: int, key: bytes, t_ms: int) -> None:
+        """Add the time of a new contribution to its key's index (sliding tables)."""
+        index = session_index_key(key)
+        times = unpack_sessions(runtime.get(self.table.name, partition, index))
+        runtime.set(self.table.name, partition, index, pack_sessions([*times, (t_ms, t_ms)]))
+        runtime.session_written(self.table, partition, t_ms)
 
     def _apply_session(self, change: Callable[[Any], Any], runtime: Any, partition: int,
                        key: bytes, t_ms: int) -> None:
@@ -381,18 +493,7 @@ class WindowSet(Generic[KT, VT]):
             values.append(codec.loads(raw) if raw is not None else windowed.table._default())
             if bounds != (end, start):
                 runtime.set(name, partition, stored, None)
-        if not values:
-            current = windowed.table._default()
-        else:
-            current = values[0]
-            for value in values[1:]:
-                try:
-                    current = windowed.merge(current, value)
-                except TypeError as exc:
-                    raise TableUsageError(
-                        f"session table {name!r}: cannot merge the sessions of key "
-                        f"{self.key!r} ({current!r} and {value!r}): {exc}; declare "
-                        "merge=... on .session()") from exc
+        current = windowed.combine(values, self.key)
         runtime.set(name, partition, window_key_ms(key, end, start),
                     codec.dumps(change(current)))
         kept = [b for b in sessions if b not in joined]
@@ -440,6 +541,10 @@ class WindowSet(Generic[KT, VT]):
             if window is None:
                 return windowed.table._default()
         window = window or windowed.spec.current(t)
+        if isinstance(windowed.spec, Sliding):
+            return windowed.sliding_value(
+                lambda stored: runtime.get(windowed.name, partition, stored), key, self.key,
+                _ms(window.start), _ms(window.end))
         raw = runtime.get(windowed.name, partition, window_key(key, window))
         if raw is None:
             return windowed.table._default()

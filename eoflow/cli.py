@@ -299,7 +299,8 @@ def table_dump(app_spec: str, table_name: str, datadir: str | None, from_changel
 
 def _decoded(tbl: Any, contents: dict[bytes, bytes]) -> list[tuple[Any, Any]]:
     decoded = (tbl.decode_changelog(k, v) for k, v in contents.items())
-    return [d for d in decoded if d is not None]
+    present = [d for d in decoded if d is not None]
+    return present if tbl.windowed is None else list(tbl.windowed.windows_of(present))
 
 
 def _value(value: Any) -> str:

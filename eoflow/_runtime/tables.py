@@ -43,7 +43,7 @@ from eoflow._transport.batching import check_record_size, record_size
 from eoflow._windows import (
     STREAM_TIME_KEY,
     WINDOWS_END,
-    Session,
+    Sliding,
     Window,
     WindowedTable,
     end_prefix,
@@ -224,12 +224,12 @@ class TableManager:
         """Whether moving stream time from ``before`` to ``now`` (ms) may close windows
         (with a close hook) and expire windows. Most moves pass no window end: then there
         is no work at the end of the event, and no range read (a RocksDB seek, a sort of
-        the interval's writes). Sessions end anywhere: the overlay's due hint says when
-        the next one may close or expire."""
+        the interval's writes). Sessions and sliding contributions end anywhere: the
+        overlay's due hint says when the next one may close or expire."""
         if before is None:
             return windowed.on_window_close is not None, True
         spec = windowed.spec
-        if isinstance(spec, Session):
+        if spec.indexed:
             due = overlay.due_ms is None or overlay.due_ms <= now
             return windowed.on_window_close is not None and due, due
         grace, expires = round(windowed.grace * 1000), round(windowed.expires * 1000)
@@ -253,10 +253,12 @@ class TableManager:
 
     @staticmethod
     def _after_end_ms(windowed: WindowedTable[Any, Any]) -> int:
-        """How long after its end a session has work due: its close (with a close hook),
-        else its expiry."""
-        after = windowed.grace if windowed.on_window_close is not None else windowed.expires
-        return round((windowed.spec.tail + after) * 1000)
+        """How long after its end an indexed window (a session, a sliding contribution)
+        has work due: its close (with a close hook), else its expiry."""
+        spec = windowed.spec
+        if windowed.on_window_close is not None:
+            return round((spec.close_tail + windowed.grace) * 1000)
+        return round((spec.tail + windowed.expires) * 1000)
 
     def _defer(self, windowed: WindowedTable[Any, Any],
                work: Callable[[], Awaitable[None]]) -> None:
@@ -272,9 +274,9 @@ class TableManager:
         ``on_window_close`` for each window that closed (end + grace passed), oldest
         first; if ``expires``, delete the windows that expired (end + expires passed)."""
         overlay = self._overlay(windowed.name, partition)
-        tail = windowed.spec.tail
-        grace_ms = round((windowed.grace + tail) * 1000)
-        expires_ms = round((windowed.expires + tail) * 1000)
+        spec = windowed.spec
+        grace_ms = round((windowed.grace + spec.close_tail) * 1000)
+        expires_ms = round((windowed.expires + spec.tail) * 1000)
         if closes:
             hook = windowed.on_window_close
             low = b"W" if before is None else end_prefix(before - grace_ms + 1)
@@ -282,8 +284,17 @@ class TableManager:
             codec_k, codec_v = windowed.table.key_codec, windowed.table.value_codec
             for stored, raw in closing:
                 split = split_key(stored)
-                if split is not None:
-                    await _call(hook, codec_k.loads(split[0]), split[1], codec_v.loads(raw))
+                if split is None:
+                    continue
+                key, window = codec_k.loads(split[0]), split[1]
+                if isinstance(spec, Sliding):  # the window ending at a contribution's time
+                    end_ms = round(window.end * 1000)
+                    window = Window((end_ms - spec.size_ms) / 1000, window.end)
+                    value = windowed.sliding_value(overlay.get, split[0], key,
+                                                   end_ms - spec.size_ms, end_ms)
+                else:
+                    value = codec_v.loads(raw)
+                await _call(hook, key, window, value)
         if not expires:
             return
         # Only windows that expired in this move: older ones were deleted when stream time
@@ -295,7 +306,7 @@ class TableManager:
         expired = [stored for stored, _ in overlay.items(low, end_prefix(now - expires_ms + 1))]
         for stored in expired:
             overlay.delete(stored)
-        if isinstance(windowed.spec, Session):
+        if spec.indexed:
             _forget_sessions(overlay, expired)
             overlay.due_ms = _session_due(windowed, overlay, now, grace_ms, expires_ms)
 
