@@ -3,6 +3,7 @@ subprocess on the same input, measure, write results.json, then the report and c
 
     python -m bench.run --records 1000000 --repeats 3          # the full report
     python -m bench.run --quick                                # smoke: 20k records, 1 repeat
+    python -m bench.run --systems eoflow-eos --workers 1,2 ... # N worker processes (bench/scale.py)
 
 Methods (also written into docs/benchmarks.md):
 - throughput: records/s = expected / (t_last - t_first). t_first is written by the app itself
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import time
 import uuid
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import kstreams_build
+from bench.scale import CpuMeter, Process, WorkerGroup
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -306,6 +309,8 @@ class SystemProcess:
         self.system = system
         self.env = env
         self.logfile = logfile
+        #: Where the app writes the time its first record reached user code.
+        self.mark = Path(env["BENCH_MARK"])
         self.proc: subprocess.Popen[bytes] | None = None
         self.peak_rss = 0
         #: CPU seconds of the process tree when its first record reached user code.
@@ -340,14 +345,21 @@ class SystemProcess:
                 total += t.user + t.system
         return total
 
-    def watch_first(self, mark: Path) -> None:
-        """Take :attr:`cpu_at_first` when the app writes ``mark`` (its first record), so
-        CPU per record leaves out start-up (imports, group join, stores)."""
+    def watch_first(self) -> None:
+        """Take :attr:`cpu_at_first` when the app writes :attr:`mark` (its first record),
+        so CPU per record leaves out start-up (imports, group join, stores)."""
         async def watch() -> None:
-            while not mark.exists():
+            while not self.mark.exists():
                 await asyncio.sleep(0.01)
             self.cpu_at_first = self.cpu_seconds()
         self._first = asyncio.create_task(watch())
+
+    def first_time(self) -> float | None:
+        """Wall-clock time the first record reached user code (None if none did)."""
+        return float(self.mark.read_text()) if self.mark.exists() else None
+
+    def log_tail(self) -> str:
+        return _tail(self.logfile)
 
     async def _watch_rss(self) -> None:
         assert self.proc is not None
@@ -405,16 +417,20 @@ def system_env(args: argparse.Namespace, system: str, workload: str, interval: f
     return env
 
 
-def run_name(system: str, workload: str, interval: float, rep: int) -> str:
+def run_name(system: str, workload: str, interval: float, rep: int,
+             workers: int | None = None) -> str:
     ms = round(interval * 1000)
-    return f"{system}.{workload}.{ms}ms.r{rep}.{uuid.uuid4().hex[:6]}"
+    n = f".w{workers}" if workers else ""
+    return f"{system}.{workload}.{ms}ms{n}.r{rep}.{uuid.uuid4().hex[:6]}"
 
 
 # ---------------------------------------------------------------- one throughput run
 
 async def throughput_run(args: argparse.Namespace, system: str, workload: str,
-                         interval: float, rep: int, in_topic: str) -> dict[str, Any]:
-    name = run_name(system, workload, interval, rep)
+                         interval: float, rep: int, in_topic: str,
+                         workers: int | None = None) -> dict[str, Any]:
+    """One run; ``workers``: that many worker processes of one app (bench/scale.py)."""
+    name = run_name(system, workload, interval, rep, workers)
     workdir = args.results / "runs" / name
     out_topic = f"out.{name}"
     await create_topics(args.bootstrap, [out_topic], args.partitions)
@@ -425,26 +441,38 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
                           keep=workload in WINDOWED)
     await reader.start()
     env = system_env(args, system, workload, interval, name, in_topic, out_topic, workdir)
-    proc = SystemProcess(system, env, workdir / "system.log")
+    proc: Process
+    meter: CpuMeter | None = None
+    if workers:
+        proc = WorkerGroup.of(workers, env, workdir, name,
+                              lambda env, logfile: SystemProcess(system, env, logfile))
+        meter = CpuMeter(proc, args.broker_pid)
+    else:
+        proc = SystemProcess(system, env, workdir / "system.log")
     code = eoflow_code() if system.startswith("eoflow") else None
     t_spawn = time.time()
     proc.start()
-    proc.watch_first(workdir / "first")
+    proc.watch_first()
+    if meter is not None:
+        meter.watch()
     result: dict[str, Any] = {"kind": "throughput", "system": system, "workload": workload,
                               "interval": interval, "rep": rep, "expected": expected,
                               "inputs": args.records, "run": name}
+    if workers:
+        result["workers"] = workers
     try:
         timeout = max(120.0, args.records / 500.0)  # faust runs at ~2k rec/s
         target = expected if final is None else len(final)
         t_done = await reader.wait_for(target, timeout, proc.alive)
         cpu_done = proc.cpu_seconds()
+        if meter is not None:
+            result.update(meter.finish())
         if t_done is not None:
             await asyncio.sleep(args.grace)  # count any extra (duplicate) records
     finally:
         rc = await proc.stop()
         await reader.stop()
-    mark = workdir / "first"
-    t_first = float(mark.read_text()) if mark.exists() else None
+    t_first = proc.first_time()
     result.update(output=reader.count, returncode=rc, peak_rss_mb=proc.peak_rss / 2**20,
                   eoflow_code=code, loadavg_1m=os.getloadavg()[0],
                   startup_s=(t_first - t_spawn) if t_first else None)
@@ -465,7 +493,7 @@ async def throughput_run(args: argparse.Namespace, system: str, workload: str,
     else:
         what = "every key's final count" if final else "the expected output count"
         result.update(ok=False, error=f"timeout or exit before {what}",
-                      log_tail=_tail(workdir / "system.log"))
+                      log_tail=proc.log_tail())
     await delete_topics_containing(args.bootstrap, name)
     if not args.keep_data:
         subprocess.run(["rm", "-rf", str(workdir / "data")], check=False)
@@ -625,11 +653,13 @@ async def amain(args: argparse.Namespace) -> Path:
     for rep in range(args.repeats):
         for workload in args.workloads:
             for interval in args.intervals:
-                for system in args.systems:
+                for system, workers in product(args.systems, args.workers or [None]):
                     if not runs_workload(system, workload):
                         continue
-                    log(f"throughput {system} {workload} commit={interval}s rep={rep}")
-                    r = await throughput_run(args, system, workload, interval, rep, in_topic)
+                    log(f"throughput {system} {workload} commit={interval}s rep={rep}"
+                        + (f" workers={workers}" if workers else ""))
+                    r = await throughput_run(args, system, workload, interval, rep, in_topic,
+                                             workers)
                     data["runs"].append(r)
                     save()
                     if r["ok"]:
@@ -687,6 +717,11 @@ def main() -> None:
     ap.add_argument("--eoflow-src", type=Path,
                     help="a checkout of another eoflow commit (git worktree) whose eoflow/ "
                          "the eoflow systems run, for before/after comparisons")
+    ap.add_argument("--workers", metavar="N[,N...]",
+                    help="run each eoflow system as N worker processes of one app (each N "
+                         "in turn, e.g. 1,2) and record each one's CPU, the broker's and "
+                         "the machine's (bench/scale.py; throughput only, no report: "
+                         "prints medians)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 20k records, 1 repeat, 5 s latency at 1000/s; the "
                          "report goes to the results directory, not docs/")
@@ -706,11 +741,20 @@ def main() -> None:
     for s in args.systems:
         if s not in SYSTEMS:
             ap.error(f"unknown system {s!r} (known: {', '.join(SYSTEMS)})")
+    if args.workers is not None:
+        args.workers = [int(n) for n in args.workers.split(",") if n]
+        if min(args.workers, default=0) < 1 or \
+                not all(s.startswith("eoflow") for s in args.systems):
+            ap.error("--workers N[,N...]: each N >= 1, and eoflow systems only "
+                     "(--systems eoflow-eos,...)")
+        args.latency_seconds = 0  # throughput only
+        args.report = False  # the published report is of one process per system
     args.results.mkdir(parents=True, exist_ok=True)
     if any(SYSTEMS[s].get("java") for s in args.systems):
         kstreams_build.ensure_built(log)  # before the broker: a failed build costs nothing
 
     broker = None
+    args.broker_pid = None  # CPU of the broker JVM (--workers): only of a broker we start
     if not args.bootstrap:
         sys.path.insert(0, str(ROOT))
         from tools.kafka.kafkactl import KafkaBroker
@@ -719,6 +763,7 @@ def main() -> None:
         log("starting broker")
         broker.start()
         args.bootstrap = broker.bootstrap
+        args.broker_pid = broker.pid
         log(f"broker at {args.bootstrap} (pid {broker.pid})")
     try:
         results_file = asyncio.run(amain(args))
@@ -728,6 +773,10 @@ def main() -> None:
             broker.stop()
             subprocess.run(["rm", "-rf", str(broker.data_dir)], check=False)
     log(f"results: {results_file}")
+    if args.workers is not None:
+        from bench.scale import summary
+
+        print(summary(json.loads(results_file.read_text())["runs"]))
     if args.report:
         from bench.report import write_report
 
