@@ -1,14 +1,32 @@
-"""Table restore benchmark (issue 4): restore rate and start-to-first-event.
+"""Table restore benchmark (issues 4 and 16): eoflow against Kafka Streams.
 
-1. Fills the changelog of table ``counts`` with N keys (json key -> json int) over 8
-   partitions, in transactions of 50,000 records, like a worker would.
-2. Restore rate: restores every partition into an empty RocksDB store, timed.
-3. Start-to-first-event: starts a worker whose local stores are current (the ones just
-   restored), produces one input, and times worker start -> first event in the agent.
-   Done for the large table and for a small one: with a current store the time should
-   not depend on the table size (only the stored offset -> LSO tail is read).
+Restore rate and start-to-first-event for a count table, for each table size N (--small,
+then --keys) and each system, on one broker, the same N and 8 partitions:
 
-    python bench/restore.py --keys 1000000
+1. Fill the table's changelog with N keys over 8 partitions (key i in partition i % 8) in
+   transactions of 50,000 records, in the system's format: eoflow table ``counts`` (JSON
+   key -> JSON int); Kafka Streams store ``counts`` of a ``groupByKey().count()`` (UTF-8 key
+   -> 8-byte big-endian long, its Long serde; bench/kstreams KStreamsRestore.java).
+2. eoflow only: restore every partition into an empty RocksDB store with
+   ``eoflow.testing.restore_partition``, timed (the restore alone, without a worker).
+3. Empty store: produce one input, start the app with an empty data (state) dir and time
+   start -> first event. The restore inside that start is timed too: eoflow's worker logs
+   one "Restored changelog" line per partition (records and seconds, summed here; it
+   restores the partitions one after the other); Kafka Streams' StateRestoreListener
+   gives the first restore start -> last restore end.
+4. Current store: the app of step 3 stopped cleanly; produce one more input and start it
+   again with the same dir. Only the stored offset -> end tail is read, so the time should
+   not depend on N. Kafka Streams runs steps 3 and 4 as a static group member
+   (``group.instance.id``): it does not leave the group when it closes
+   (``internal.leave.group.on.close=false``), so a dynamic member's restart waits for the
+   closed member's session timeout (45 s). A third start, without an instance id, measures
+   that default restart.
+
+Start is ``running(app)`` (eoflow, in this process) and ``streams.start()`` (Kafka
+Streams, inside its JVM): neither counts the runtime's own start (Python imports, JVM);
+"launch" is the Kafka Streams process launch -> first event, JVM start included.
+
+    python bench/restore.py --keys 1000000 --repeats 3
 """
 
 from __future__ import annotations
@@ -17,10 +35,16 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import statistics
+import struct
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,6 +53,7 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 from aiokafka.structs import TopicPartition  # noqa: E402
 
 import eoflow  # noqa: E402
+from bench import kstreams_build  # noqa: E402
 from eoflow._state import RocksDBPartitionStore, StoreIdentity, store_path  # noqa: E402
 from eoflow._transport.admin import TopicSpec, ensure_topics  # noqa: E402
 from eoflow.testing import (  # noqa: E402
@@ -39,9 +64,23 @@ from eoflow.testing import (  # noqa: E402
 from tools.kafka.kafkactl import KafkaBroker  # noqa: E402
 
 PARTITIONS = 8
+SYSTEMS = ("eoflow", "kstreams")
+KSTREAMS_MAIN = "io.eoflow.bench.KStreamsRestore"
+Encode = Callable[[int], tuple[bytes, bytes]]
 
 
-async def fill_changelog(bootstrap: str, topic: str, keys: int) -> None:
+def eoflow_record(i: int) -> tuple[bytes, bytes]:
+    return json.dumps(f"key-{i}").encode(), json.dumps(i).encode()
+
+
+def kstreams_record(i: int) -> tuple[bytes, bytes]:
+    return f"key-{i}".encode(), struct.pack(">q", i)
+
+
+async def fill_changelog(bootstrap: str, topic: str, keys: int, encode: Encode) -> float:
+    await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, {"cleanup.policy": "compact"})],
+                        1)
+    started = time.perf_counter()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"fill-{topic}",
                                 linger_ms=20, max_batch_size=1024 * 1024)
     await producer.start()
@@ -50,12 +89,14 @@ async def fill_changelog(bootstrap: str, topic: str, keys: int) -> None:
         for start in range(0, keys, per_txn):
             async with producer.transaction():
                 for i in range(start, min(keys, start + per_txn)):
-                    await producer.send(topic, key=json.dumps(f"key-{i}").encode(),
-                                        value=json.dumps(i).encode(),
-                                        partition=i % PARTITIONS)
+                    key, value = encode(i)
+                    await producer.send(topic, key=key, value=value, partition=i % PARTITIONS)
     finally:
         await producer.stop()
+    return time.perf_counter() - started
 
+
+# ------------------------------------------------------------------------------ eoflow
 
 async def restore_all(bootstrap: str, app_id: str, topic: str, datadir: Path) -> tuple[int, float]:
     records, started = 0, time.perf_counter()
@@ -70,7 +111,23 @@ async def restore_all(bootstrap: str, app_id: str, topic: str, datadir: Path) ->
     return records, time.perf_counter() - started
 
 
-async def first_event_seconds(bootstrap: str, app_id: str, datadir: Path) -> float:
+class RestoredLines(logging.Handler):
+    """Sums the worker's "Restored changelog <topic>[p]: N records in S s" log lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records, self.seconds = 0, 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if (isinstance(record.msg, str) and record.msg.startswith("%s changelog %s:")
+                and isinstance(args, tuple) and args[0] == "Restored"):
+            self.records += int(args[2])
+            self.seconds += float(args[3])
+
+
+async def eoflow_start(bootstrap: str, app_id: str, datadir: Path, key: bytes) -> dict[str, Any]:
+    """Produce one input, start a worker on ``datadir``; time start -> first event."""
     app = eoflow.App(app_id, broker=f"kafka://{bootstrap}", datadir=datadir,
                      commit_interval=0.1)
     src = app.topic(f"{app_id}-in", partitions=PARTITIONS, key_serializer="json")
@@ -79,50 +136,179 @@ async def first_event_seconds(bootstrap: str, app_id: str, datadir: Path) -> flo
 
     @app.agent(src)
     async def count(stream: eoflow.Stream[str, int]) -> None:
-        async for key, _ in stream.items():
-            counts[key] += 1
+        async for k, _ in stream.items():
+            counts[k] += 1
             seen.set()
 
     await ensure_topics(bootstrap, [TopicSpec(src.name, PARTITIONS)], 1)
-    await produce(bootstrap, src.name, [(b'"key-1"', b"1")])
-    started = time.perf_counter()
-    async with running(app):
-        await asyncio.wait_for(seen.wait(), 300)
-        return time.perf_counter() - started
+    await produce(bootstrap, src.name, [(key, b"1")])
+    lines = RestoredLines()
+    logging.getLogger("eoflow").addHandler(lines)
+    try:
+        started = time.perf_counter()
+        async with running(app, ready_timeout=900):
+            await asyncio.wait_for(seen.wait(), 300)
+            first = time.perf_counter() - started
+    finally:
+        logging.getLogger("eoflow").removeHandler(lines)
+    return {"first_event_s": first, "restored": lines.records, "restore_s": lines.seconds}
 
 
-async def scenario(bootstrap: str, keys: int, workdir: Path) -> dict[str, float]:
-    app_id = f"restore-{keys}"
+async def eoflow_scenario(bootstrap: str, keys: int, app_id: str, workdir: Path) -> dict[str, Any]:
     topic = f"{app_id}-counts-changelog"
-    await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, {"cleanup.policy": "compact"})], 1)
-    t0 = time.perf_counter()
-    await fill_changelog(bootstrap, topic, keys)
-    fill = time.perf_counter() - t0
-    records, seconds = await restore_all(bootstrap, app_id, topic, workdir / app_id)
-    first = await first_event_seconds(bootstrap, app_id, workdir / app_id)
-    return {"keys": keys, "fill_s": fill, "restored": records, "restore_s": seconds,
-            "rate": records / seconds, "first_event_s": first}
+    fill = await fill_changelog(bootstrap, topic, keys, eoflow_record)
+    records, seconds = await restore_all(bootstrap, app_id, topic, workdir / "standalone")
+    empty = await eoflow_start(bootstrap, app_id, workdir / "worker", b'"key-1"')
+    current = await eoflow_start(bootstrap, app_id, workdir / "worker", b'"key-2"')
+    return {"system": "eoflow", "keys": keys, "fill_s": fill,
+            "standalone": {"restored": records, "restore_s": seconds}, "empty": empty,
+            "current": current}
+
+
+# ------------------------------------------------------------------------ Kafka Streams
+
+def kstreams_start(bootstrap: str, app_id: str, state_dir: Path, log: Path,
+                   instance: str) -> dict[str, Any]:
+    """One KStreamsRestore process: its JSON line, plus launch -> first event."""
+    env = {**os.environ, "BENCH_BOOTSTRAP": bootstrap, "BENCH_APP_ID": app_id,
+           "BENCH_IN": f"{app_id}-in", "BENCH_DATADIR": str(state_dir),
+           "BENCH_INTERVAL": "0.1", "BENCH_GUARANTEE": "exactly_once", "BENCH_TIMEOUT": "900",
+           "BENCH_INSTANCE_ID": instance}
+    cmd = ["java", f"@{kstreams_build.ARGFILE}", KSTREAMS_MAIN]
+    launched = time.time()
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err,
+                                start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=1000)
+        finally:
+            if proc.poll() is None:  # timed out or interrupted: stop this JVM, only it
+                proc.kill()
+                proc.wait()
+    lines = out.decode().strip().splitlines()
+    result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    if proc.returncode != 0 or "error" in result:
+        raise RuntimeError(f"{KSTREAMS_MAIN} exited {proc.returncode}: {result} (log: {log})")
+    result["launch_to_first_event_s"] = result.pop("first_event_epoch") - launched
+    return result
+
+
+async def kstreams_scenario(bootstrap: str, keys: int, app_id: str,
+                            workdir: Path) -> dict[str, Any]:
+    fill = await fill_changelog(bootstrap, f"{app_id}-counts-changelog", keys, kstreams_record)
+    await ensure_topics(bootstrap, [TopicSpec(f"{app_id}-in", PARTITIONS)], 1)
+    workdir.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    starts = (("empty", b"key-1", "bench-0"), ("current", b"key-2", "bench-0"),
+              ("current_dynamic", b"key-3", ""))
+    for name, key, instance in starts:
+        await produce(bootstrap, f"{app_id}-in", [(key, b"1")])
+        runs[name] = await asyncio.to_thread(kstreams_start, bootstrap, app_id,
+                                             workdir / "state", workdir / "kstreams.log",
+                                             instance)
+    return {"system": "kstreams", "keys": keys, "fill_s": fill, **runs}
+
+
+# ------------------------------------------------------------------------------ driver
+
+async def run_all(bootstrap: str, sizes: list[int], systems: list[str], repeats: int,
+                  workdir: Path) -> list[dict[str, Any]]:
+    rows = []
+    for repeat in range(repeats):
+        for keys in sizes:
+            for system in systems:
+                app_id = f"restore-{system}-{keys}-r{repeat}"
+                scenario = eoflow_scenario if system == "eoflow" else kstreams_scenario
+                row = await scenario(bootstrap, keys, app_id, workdir / app_id)
+                row["repeat"] = repeat
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def _median(rows: list[dict[str, Any]], *path: str) -> float:
+    values = []
+    for row in rows:
+        value: Any = row
+        for part in path:
+            value = value[part]
+        values.append(float(value))
+    return statistics.median(values)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Medians per (system, keys): restore, start -> first event on an empty and a current
+    store, and what the restart read."""
+    head = (f"{'system':<34} {'keys':>9} {'n':>2} {'restored':>9} {'restore s':>9} "
+            f"{'records/s':>9} {'first event s: empty':>20} {'current':>8} "
+            f"{'restart read':>12}")
+    out = [head, "-" * len(head)]
+    for keys in sorted({r["keys"] for r in rows}):
+        for system in SYSTEMS:
+            rs = [r for r in rows if r["keys"] == keys and r["system"] == system]
+            if not rs:
+                continue
+            restored, seconds = _median(rs, "empty", "restored"), _median(rs, "empty", "restore_s")
+            label = "eoflow worker" if system == "eoflow" else "Kafka Streams, static member"
+            out.append(
+                f"{label:<34} {keys:>9,} {len(rs):>2} {restored:>9,.0f} {seconds:>9.2f} "
+                f"{restored / seconds if seconds else 0:>9,.0f} "
+                f"{_median(rs, 'empty', 'first_event_s'):>20.2f} "
+                f"{_median(rs, 'current', 'first_event_s'):>8.2f} "
+                f"{_median(rs, 'current', 'restored'):>12,.0f}")
+            if system == "eoflow":
+                restored = _median(rs, "standalone", "restored")
+                seconds = _median(rs, "standalone", "restore_s")
+                out.append(f"{'eoflow restore_partition, no worker':<34} {keys:>9,} "
+                           f"{len(rs):>2} {restored:>9,.0f} {seconds:>9.2f} "
+                           f"{restored / seconds if seconds else 0:>9,.0f}")
+            else:
+                out.append(
+                    f"{'Kafka Streams, from JVM launch':<34} {keys:>9,} {len(rs):>2} "
+                    f"{'':>9} {'':>9} {'':>9} "
+                    f"{_median(rs, 'empty', 'launch_to_first_event_s'):>20.2f} "
+                    f"{_median(rs, 'current', 'launch_to_first_event_s'):>8.2f}")
+                out.append(
+                    f"{'Kafka Streams restart, dynamic':<34} {keys:>9,} {len(rs):>2} "
+                    f"{'':>9} {'':>9} {'':>9} {'':>20} "
+                    f"{_median(rs, 'current_dynamic', 'first_event_s'):>8.2f} "
+                    f"{_median(rs, 'current_dynamic', 'restored'):>12,.0f}")
+    return "\n".join(out)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
-    parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--small", type=int, default=1_000, help="0: no small table")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help="comma-separated: eoflow, kstreams")
+    parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
+    parser.add_argument("--results", type=Path, help="write every row as JSON here")
     args = parser.parse_args()
+    systems = [s for s in args.systems.split(",") if s]
+    if unknown := set(systems) - set(SYSTEMS):
+        parser.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("eoflow").setLevel(logging.INFO)
-    workdir = Path(tempfile.mkdtemp(prefix="eoflow-restore-bench-"))
+    if "kstreams" in systems:
+        kstreams_build.ensure_built()  # before the broker: a failed build costs nothing
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eoflow-restore-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    sizes = [n for n in (args.small, args.keys) if n > 0]
+    load = os.getloadavg()
     broker = KafkaBroker(datadir=workdir / "kafka", heap="1g").start()
     try:
-        rows = [asyncio.run(scenario(broker.bootstrap, n, workdir))
-                for n in (args.small, args.keys)]
+        rows = asyncio.run(run_all(broker.bootstrap, sizes, systems, args.repeats, workdir))
     finally:
         broker.stop()
-    print(f"{'keys':>10} {'restored':>10} {'restore s':>10} {'records/s':>10} "
-          f"{'start->first event s':>22}")
-    for r in rows:
-        print(f"{r['keys']:>10,} {r['restored']:>10,} {r['restore_s']:>10.2f} "
-              f"{r['rate']:>10,.0f} {r['first_event_s']:>22.2f}")
+    if args.results:
+        args.results.write_text(json.dumps(
+            {"command": sys.argv, "load_before": load, "load_after": os.getloadavg(),
+             "kafka_streams": kstreams_build.version(), "rows": rows}, indent=1) + "\n")
+    print(table(rows))
+    print(f"load average before {load[0]:.2f} / after {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPUs")
     return 0
 
 
