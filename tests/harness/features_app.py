@@ -11,7 +11,10 @@ topic's ``timestamp_extractor``: every output and the repartition topic carry it
   windowed table ``views`` (closed windows emitted once to ``finals``, late inputs to
   ``late``), the count per session (inputs of a key less than 2 s of event time apart) in
   the session table ``visits`` (closed sessions emitted once to ``session-finals``, late
-  inputs to ``session-late``), and the last id in the global table ``firsts``;
+  inputs to ``session-late``), the count over the last 3 s of event time in the sliding
+  table ``recent`` (read back into each ``aggregates`` record; the window ending at each
+  event time emitted once to ``slide-finals`` when it closes), and the last id in the
+  global table ``firsts``;
 * ``tick`` punctuates every input partition every 0.5 s: table ``ticks`` counts the runs
   per partition and each run emits its new count to ``ticks-out``.
 
@@ -39,6 +42,8 @@ from .app_common import (
 WINDOW, GRACE, EXPIRES = 1.0, 0.5, 1e6
 #: Inputs of a key less than this far apart in event time share a session.
 SESSION_GAP = 2.0
+#: The sliding table counts a key's inputs in the last this many seconds of event time.
+SLIDE = 3.0
 
 #: The oracle folds the repartition topic read back whole: its consumed records stay (the
 #: purge is checked by tests/unit/test_repartition_purge.py and test_repartition.py).
@@ -64,6 +69,7 @@ late = _topic("late")
 ticks_out = _topic("ticks-out")
 session_finals = _topic("session-finals")
 session_late = _topic("session-late")
+slide_finals = _topic("slide-finals")
 #: The audit agent's own topic, declared to give it KEEP (made by the worker).
 audit_in = app.topic(f"{APP_ID}-audit", partitions=PARTITIONS, config=KEEP)
 
@@ -102,6 +108,14 @@ visits = (app.Table("visits", default=int, partitions=PARTITIONS)
                    on_late=on_session_late))  # event time: the input's extracted "t"
 
 
+async def close_slide(key: str, window: eoflow.Window, count: int) -> None:
+    await slide_finals.send(key=key, value={"key": key, "end": window.end, "count": count})
+
+
+recent = (app.Table("recent", default=int, partitions=PARTITIONS)
+          .sliding(SLIDE, grace=GRACE, expires=EXPIRES, on_window_close=close_slide))
+
+
 @app.agent(audit_in, name="audit")
 async def audit(stream: eoflow.Stream[Any, dict[str, Any]]) -> None:
     async for value in stream:
@@ -121,7 +135,9 @@ async def aggregate(stream: eoflow.Stream[str, dict[str, Any]]) -> None:
         key = value["key"]
         agg = fold(aggs[key], value["n"])
         aggs[key] = agg
-        await aggregates.send(key=key, value={"id": value["id"], **agg})
+        recent[key] += 1
+        await aggregates.send(key=key, value={"id": value["id"], **agg,
+                                              "recent": recent[key].current()})
         views[key] += 1
         visits[key] += 1
         firsts[key] = value["id"]  # the last id per key: a deterministic fold

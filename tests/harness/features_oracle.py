@@ -18,6 +18,10 @@ input's coordinates). Everything is read ``read_committed`` to the high watermar
   (the order the agent committed them in) gives exactly the committed ``visits`` table,
   the ``session-late`` ids, and the ``session-finals`` (each closed session once, with its
   count);
+* sliding windows: the same fold gives, for each input, the count over the last 3 s of
+  its key's event time (read back in ``aggregates``), the ``recent`` changelog's
+  contributions, and the ``slide-finals`` (the window ending at each event time of a key,
+  once, once stream time passed its end + grace);
 * the global table ``firsts`` holds the last id of each key in repartition order;
 * per input partition, the punctuator's ``ticks-out`` counts run 1..N with no gap or
   duplicate, and the ``ticks`` table holds N.
@@ -43,6 +47,7 @@ __all__ = ["FeatureTopics", "check"]
 
 WINDOW, GRACE = 1.0, 0.5  # as features_app
 SESSION_GAP = 2.0  # as features_app
+SLIDE = 3.0  # as features_app
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,10 @@ class FeatureTopics(Topics):
         return f"{self.prefix}-session-late"
 
     @property
+    def slide_finals(self) -> str:
+        return f"{self.prefix}-slide-finals"
+
+    @property
     def repartition(self) -> str:
         return f"{self.app_id}-aggregate-key-repartition"
 
@@ -84,7 +93,8 @@ class FeatureTopics(Topics):
         return {t: partitions for t in (self.input, self.echo, self.aggregates,
                                         self.audit_out, self.finals, self.late,
                                         self.ticks_out, self.session_finals,
-                                        self.session_late)} | {self.dlq: 1}
+                                        self.session_late, self.slide_finals)
+                } | {self.dlq: 1}
 
 
 def _values(read: TopicRead) -> list[tuple[Record, dict[str, Any]]]:
@@ -102,9 +112,9 @@ async def check(bootstrap: str, topics: FeatureTopics, partitions: int) -> Oracl
     result = OracleResult()
     names = [topics.input, topics.echo, topics.audit_out, topics.repartition,
              topics.aggregates, topics.finals, topics.late, topics.ticks_out,
-             topics.session_finals, topics.session_late,
-             *(topics.changelog_of(t) for t in ("aggs", "views", "visits", "firsts",
-                                                "ticks"))]
+             topics.session_finals, topics.session_late, topics.slide_finals,
+             *(topics.changelog_of(t) for t in ("aggs", "views", "visits", "recent",
+                                                "firsts", "ticks"))]
     reads = {name: await read_topic(bootstrap, name) for name in names}
     for name, read in reads.items():
         result.add("unfinished", len(read.unfinished), f"{name} never reached its high "
@@ -133,6 +143,7 @@ async def check(bootstrap: str, topics: FeatureTopics, partitions: int) -> Oracl
                       _fold_changelog(reads[topics.changelog_of("aggs")]))
     _check_windows(result, inputs, reads, topics, partitions)
     _check_sessions(result, repartitioned, reads, topics)
+    _check_sliding(result, repartitioned, _values(reads[topics.aggregates]), reads, topics)
     firsts = {json.loads(k): json.loads(v)
               for p in _fold_changelog(reads[topics.changelog_of("firsts")]).values()
               for k, v in p.items()}
@@ -277,6 +288,70 @@ def _check_sessions(result: OracleResult, repartitioned: list[tuple[Record, dict
     result.add("table_mismatches", sum(((late - want_late) + (want_late - late)).values()),
                "session-late ids != the late inputs of the fold",
                sorted(((late - want_late) + (want_late - late)).elements())[:10])
+
+
+def _fold_sliding(repartitioned: list[tuple[Record, dict[str, Any]]]
+                  ) -> tuple[Counter[tuple[str, int]], dict[tuple[str, int], int],
+                             dict[str, list[tuple[int, int]]]]:
+    """The sliding rules written out plainly, over each partition in offset order:
+    ``(contributions, closed windows by (key, end ms), each key's (id, read) in order)``."""
+    size, grace = round(SLIDE * 1000), round(GRACE * 1000)
+    contributions: Counter[tuple[str, int]] = Counter()
+    closed: dict[tuple[str, int], int] = {}
+    reads: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    lanes: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r, v in repartitioned:
+        lanes[r.partition].append(v)
+    for lane in lanes.values():
+        stream: int | None = None
+        times: dict[str, list[int]] = defaultdict(list)
+
+        def count(key: str, end: int, times: dict[str, list[int]] = times) -> int:
+            return sum(1 for t in times[key] if end - size <= t <= end)
+
+        for v in lane:
+            key, t = v["key"], round(v["t"] * 1000)
+            stream = t if stream is None else max(stream, t)
+            if t + grace >= stream:  # not late: applied
+                times[key].append(t)
+                contributions[(key, t)] += 1
+            reads[key].append((v["id"], count(key, t)))
+            for k, held in times.items():
+                for end in set(held):
+                    if end + grace < stream and (k, end) not in closed:
+                        closed[(k, end)] = count(k, end)
+    return contributions, closed, reads
+
+
+def _check_sliding(result: OracleResult, repartitioned: list[tuple[Record, dict[str, Any]]],
+                   aggregates: list[tuple[Record, dict[str, Any]]],
+                   reads: dict[str, TopicRead], topics: FeatureTopics) -> None:
+    want, want_closed, want_reads = _fold_sliding(repartitioned)
+    got: Counter[tuple[str, int]] = Counter()
+    for entries in _fold_changelog(reads[topics.changelog_of("recent")]).values():
+        for stored, raw in entries.items():
+            split = split_key(stored)
+            if split is not None:
+                got[(json.loads(split[0]), round(split[1].end * 1000))] = json.loads(raw)
+    bad = [c for c in set(want) | set(got) if want[c] != got[c]]
+    result.add("table_mismatches", len(bad), "recent changelog != the sliding fold of the "
+               "repartition log", sorted(bad)[:10])
+    seen: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for r, v in aggregates:
+        seen[r.key.decode() if r.key else ""].append((v["id"], v["recent"]))
+    bad_keys = [k for k in set(seen) | set(want_reads) if seen.get(k) != want_reads.get(k)]
+    result.add("aggregate_mismatches", len(bad_keys), "recent[key].current() read by the "
+               "agent != the sliding fold", sorted(bad_keys)[:10])
+    finals = Counter((v["key"], round(v["end"] * 1000), v["count"])
+                     for _, v in _values(reads[topics.slide_finals]))
+    twice = [f for f, n in finals.items() if n > 1]
+    result.add("duplicates", len(twice), "sliding windows finalized more than once",
+               sorted(twice)[:10])
+    expected = Counter((k, end, n) for (k, end), n in want_closed.items())
+    result.add("losses", sum((expected - finals).values()), "closed sliding windows not "
+               "finalized (or with another count)", sorted(expected - finals)[:10])
+    result.add("aggregate_mismatches", sum((finals - expected).values()), "sliding finals "
+               "that no closed window explains", sorted(finals - expected)[:10])
 
 
 def _partition_of(key: str, partitions: int) -> int:
