@@ -15,7 +15,7 @@ from eoflow._serde import Codec
 from eoflow._settings import Guarantee, Settings, settings_from_env
 from eoflow._table import GlobalTable, SetTable, Table, TableBackend
 from eoflow._topic import Topic
-from eoflow._windows import Seconds, seconds
+from eoflow._windows import Seconds, Window, seconds
 from eoflow.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -288,12 +288,57 @@ class App:
         decorator = self._timer("task", None, on_leader)
         return decorator if fun is None else decorator(fun)
 
-    def punctuate(self, topic: Topic[Any, Any], every: Seconds, *, name: str | None = None
-                  ) -> Callable[[Callable[[int], Any]], Callable[[int], Any]]:
-        """Run ``async def fn(partition)`` every ``every`` for each assigned partition of
-        ``topic``, with that partition's table context: its table writes are exactly once."""
-        return self._timer("punctuate", name, False, interval=seconds(every, "punctuate every"),
-                           topic=topic)
+    def punctuate(self, topic: Topic[Any, Any], every: Seconds, *, name: str | None = None,
+                  on: str = "wall_clock") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Run ``async def fn(partition)`` every ``every`` of the wall clock for each
+        assigned partition of ``topic``, with that partition's table context: its table
+        writes are exactly once.
+
+        ``on="stream_time"``: run ``async def fn(partition, until)`` once for each slice
+        of event time ``[k * every, until = (k + 1) * every)`` in which the partition had
+        events, when its stream time reaches ``until``: inside the transaction of the
+        event that moved it there (as Kafka Streams' stream-time punctuation, it runs only
+        when events arrive).
+        """
+        interval = seconds(every, "punctuate every")
+        if on == "stream_time":
+            return self._stream_time_punctuator(topic, interval, name)
+        if on != "wall_clock":
+            raise ConfigurationError(
+                f"@app.punctuate(on={on!r}): on is 'wall_clock' or 'stream_time'")
+        return self._timer("punctuate", name, False, interval=interval, topic=topic)
+
+    def _stream_time_punctuator(self, topic: Topic[Any, Any], every: float,
+                                name: str | None) -> Callable[[Any], Any]:
+        """A stream-time punctuator is an agent on ``topic`` that marks, per partition, the
+        tumbling window of ``every`` of each event's time; the close of a window (exactly
+        once, in the transaction of the event that moved stream time past it) calls it."""
+        def register(fun: Any) -> Any:
+            if not inspect.iscoroutinefunction(fun):
+                raise ConfigurationError(f"@app.punctuate needs an `async def` function, "
+                                         f"got {fun!r}")
+            if len(inspect.signature(fun).parameters) != 2:
+                raise ConfigurationError(
+                    f"@app.punctuate(on='stream_time'): {fun.__qualname__} takes "
+                    "(partition, until), the partition and the end of the slice of event "
+                    "time that stream time passed")
+            full = name or f"{fun.__module__}.{fun.__qualname__}"
+
+            async def close(partition: int, window: Window, _: Any) -> None:
+                await fun(partition, window.end)
+
+            marks = self.Table(f"{_topic_safe(full.rsplit('.', 1)[-1])}-stream-time",
+                               default=int, partitions=topic.partitions
+                               ).tumbling(every, on_window_close=close)
+
+            async def advance(stream: Any) -> None:
+                async for event in stream.events():
+                    marks[event.partition] = 1
+
+            self.agent(topic, name=f"{full}-stream-time")(advance)
+            return fun
+
+        return register
 
     def _timer(self, kind: str, name: str | None, on_leader: bool,
                **options: Any) -> Callable[[Any], Any]:
