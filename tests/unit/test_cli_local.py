@@ -68,3 +68,39 @@ async def test_a_windowed_table_dumps_keys_and_window_bounds(clickviews: str,
         '"ann"\t[2023-11-14T22:13:00+00:00, 2023-11-14T22:14:00+00:00)\t2',
         '"ann"\t[2023-11-14T22:14:00+00:00, 2023-11-14T22:15:00+00:00)\t1',
     ]
+
+
+
+@pytest.fixture
+def slidingviews(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "slidingviews_app.py").write_text(
+        APP.replace('"clickviews"', '"slidingviews"').replace(".tumbling(60,", ".sliding(60,"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "slidingviews_app"
+    sys.modules.pop("slidingviews_app", None)
+
+
+async def test_a_sliding_table_dumps_the_window_ending_at_each_event_time(
+        slidingviews: str, tmp_path: Path) -> None:
+    """Stored are contributions ([t, t]); dump and get show windows [t - size, t]."""
+    import importlib
+
+    from eoflow.testing import TestDriver
+
+    app = importlib.import_module(slidingviews).app
+    async with TestDriver(app, datadir=tmp_path / "data") as driver:
+        for t in (1_700_000_000, 1_700_000_010, 1_700_000_070):
+            await driver.send("clicks", {}, key="ann", timestamp=t)
+        await driver.settle()
+    runner = CliRunner()
+    result = runner.invoke(main, ["table", "dump", "-A", slidingviews, "views",
+                                  "--datadir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        '"ann"\t[2023-11-14T22:12:20+00:00, 2023-11-14T22:13:20+00:00]\t1',
+        '"ann"\t[2023-11-14T22:12:30+00:00, 2023-11-14T22:13:30+00:00]\t2',
+        '"ann"\t[2023-11-14T22:13:30+00:00, 2023-11-14T22:14:30+00:00]\t2',
+    ]
+    tables = runner.invoke(main, ["tables", "-A", slidingviews])
+    assert "views\tTable\tchangelog: slidingviews-views-changelog\tsliding size=60s" \
+        in tables.output
