@@ -43,7 +43,9 @@ import org.apache.kafka.streams.state.KeyValueStore;
  *   <li>A {@link StateRestoreListener} sums the records restored, from the first
  *       {@code onRestoreStart} to the last {@code onRestoreEnd} (none with a current store).
  *   <li>The first count the topology forwards (the driver produced one input before
- *       the start) stops the clock: start to first event.
+ *       the start) stops the clock: start to first event. A task processes as soon as its
+ *       own stores are restored, so that can come before the other tasks' restores end.
+ *   <li>State RUNNING: every task restored ({@code running_s}). The app waits for both.
  *   <li>{@code close()}: a clean close writes the checkpoint file, so the next start with
  *       the same state dir finds its store current.
  *   <li>One JSON object on stdout; exit status 0, or 1 when no event came within
@@ -55,7 +57,7 @@ public final class KStreamsRestore {
 
     public static void main(String[] args) throws InterruptedException {
         double timeout = Double.parseDouble(KStreamsBench.env("BENCH_TIMEOUT", "600"));
-        CountDownLatch done = new CountDownLatch(1);
+        CountDownLatch done = new CountDownLatch(2);  // the first count, and RUNNING
         AtomicLong firstEvent = new AtomicLong();
         AtomicLong running = new AtomicLong();
         AtomicReference<Throwable> died = new AtomicReference<>();
@@ -73,12 +75,13 @@ public final class KStreamsRestore {
         KafkaStreams streams = new KafkaStreams(topology, config);
         streams.setGlobalStateRestoreListener(restores);
         streams.setStateListener((now, before) -> {
-            if (now == KafkaStreams.State.RUNNING) {
-                running.compareAndSet(0, System.nanoTime());
+            if (now == KafkaStreams.State.RUNNING && running.compareAndSet(0, System.nanoTime())) {
+                done.countDown();
             }
         });
         streams.setUncaughtExceptionHandler(e -> {
             died.set(e);
+            done.countDown();
             done.countDown();
             return StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
         });
@@ -104,7 +107,7 @@ public final class KStreamsRestore {
         if (died.get() != null) {
             out.put("error", died.get().toString());
         } else if (!seen) {
-            out.put("error", "no event within " + timeout + "s");
+            out.put("error", "no event or not RUNNING within " + timeout + "s");
         }
         System.out.println(out);
         System.out.flush();
