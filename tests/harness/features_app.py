@@ -16,7 +16,10 @@ topic's ``timestamp_extractor``: every output and the repartition topic carry it
   event time emitted once to ``slide-finals`` when it closes), and the last id in the
   global table ``firsts``;
 * ``tick`` punctuates every input partition every 0.5 s: table ``ticks`` counts the runs
-  per partition and each run emits its new count to ``ticks-out``.
+  per partition and each run emits its new count to ``ticks-out``;
+* ``slice_tick`` punctuates on stream time, once per 1 s slice of event time an input
+  partition had events in: table ``slices`` counts the runs per partition and each run
+  emits ``{"p", "until", "n"}`` to ``slice-ticks``.
 
 Run it with ``eoflow worker -A tests.harness.features_app --datadir DIR --instance-id ID``.
 """
@@ -70,12 +73,14 @@ ticks_out = _topic("ticks-out")
 session_finals = _topic("session-finals")
 session_late = _topic("session-late")
 slide_finals = _topic("slide-finals")
+slice_ticks = _topic("slice-ticks")
 #: The audit agent's own topic, declared to give it KEEP (made by the worker).
 audit_in = app.topic(f"{APP_ID}-audit", partitions=PARTITIONS, config=KEEP)
 
 aggs = app.Table("aggs", default=dict, partitions=PARTITIONS)
 firsts = app.GlobalTable("firsts", partitions=PARTITIONS)
 ticks = app.Table("ticks", default=int, partitions=PARTITIONS)
+slices = app.Table("slices", default=int, partitions=PARTITIONS)
 
 
 async def close_window(key: str, window: eoflow.Window, count: int) -> None:
@@ -148,3 +153,10 @@ async def tick(partition: int) -> None:
     ticks[str(partition)] += 1
     await ticks_out.send(key=str(partition),
                          value={"p": partition, "n": ticks[str(partition)]})
+
+
+@app.punctuate(inputs, every=WINDOW, on="stream_time", name="slice_tick")
+async def slice_tick(partition: int, until: float) -> None:
+    slices[str(partition)] += 1
+    await slice_ticks.send(key=str(partition),
+                           value={"p": partition, "until": until, "n": slices[str(partition)]})

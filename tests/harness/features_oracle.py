@@ -24,7 +24,10 @@ input's coordinates). Everything is read ``read_committed`` to the high watermar
   once, once stream time passed its end + grace);
 * the global table ``firsts`` holds the last id of each key in repartition order;
 * per input partition, the punctuator's ``ticks-out`` counts run 1..N with no gap or
-  duplicate, and the ``ticks`` table holds N.
+  duplicate, and the ``ticks`` table holds N;
+* per input partition, the stream-time punctuator ran exactly once for each 1 s slice of
+  event time that had an input that was not late for it and that stream time passed, in
+  order, counting 1..N, and the ``slices`` table holds N.
 """
 
 from __future__ import annotations
@@ -79,6 +82,10 @@ class FeatureTopics(Topics):
         return f"{self.prefix}-session-late"
 
     @property
+    def slice_ticks(self) -> str:
+        return f"{self.prefix}-slice-ticks"
+
+    @property
     def slide_finals(self) -> str:
         return f"{self.prefix}-slide-finals"
 
@@ -93,7 +100,8 @@ class FeatureTopics(Topics):
         return {t: partitions for t in (self.input, self.echo, self.aggregates,
                                         self.audit_out, self.finals, self.late,
                                         self.ticks_out, self.session_finals,
-                                        self.session_late, self.slide_finals)
+                                        self.session_late, self.slide_finals,
+                                        self.slice_ticks)
                 } | {self.dlq: 1}
 
 
@@ -113,8 +121,9 @@ async def check(bootstrap: str, topics: FeatureTopics, partitions: int) -> Oracl
     names = [topics.input, topics.echo, topics.audit_out, topics.repartition,
              topics.aggregates, topics.finals, topics.late, topics.ticks_out,
              topics.session_finals, topics.session_late, topics.slide_finals,
+             topics.slice_ticks,
              *(topics.changelog_of(t) for t in ("aggs", "views", "visits", "recent",
-                                                "firsts", "ticks"))]
+                                                "firsts", "ticks", "slices"))]
     reads = {name: await read_topic(bootstrap, name) for name in names}
     for name, read in reads.items():
         result.add("unfinished", len(read.unfinished), f"{name} never reached its high "
@@ -154,6 +163,7 @@ async def check(bootstrap: str, topics: FeatureTopics, partitions: int) -> Oracl
     result.add("table_mismatches", len(bad), "global table firsts != last id per key",
                sorted(bad))
     _check_ticks(result, reads, topics)
+    _check_slice_ticks(result, reads, topics)
     if set(by_id) != set(want):
         result.add("driver_missing", 1, "inputs without ids")
     return result
@@ -375,3 +385,46 @@ def _check_ticks(result: OracleResult, reads: dict[str, TopicRead],
                        f"{table.get(str(partition))} but {len(ns)} committed runs")
     if not runs:
         result.add("losses", 1, "the punctuator never committed a run")
+
+
+def _check_slice_ticks(result: OracleResult, reads: dict[str, TopicRead],
+                       topics: FeatureTopics) -> None:
+    """Fold the stream-time punctuation rules over each input partition in offset order:
+    a slice ``[k, k + 1)`` s is marked by an input in it while stream time is below its
+    end, and runs once stream time reaches its end."""
+    size = round(WINDOW * 1000)
+    want: dict[int, list[int]] = defaultdict(list)
+    lanes: dict[int, list[int]] = defaultdict(list)
+    for r, v in _values(reads[topics.input]):
+        lanes[r.partition].append(round(v["t"] * 1000))
+    for partition, times in lanes.items():
+        stream: int | None = None
+        marked: set[int] = set()
+        for t in times:
+            end = (t // size + 1) * size
+            if stream is None or end > stream:
+                marked.add(end)
+            stream = t if stream is None else max(stream, t)
+            for until in sorted(u for u in marked if u <= stream):
+                marked.discard(until)
+                want[partition].append(until)
+    got: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for _, v in _values(reads[topics.slice_ticks]):
+        got[v["p"]].append((round(v["until"] * 1000), v["n"]))
+    table = {json.loads(k): json.loads(v)
+             for p in _fold_changelog(reads[topics.changelog_of("slices")]).values()
+             for k, v in p.items()}
+    for partition in sorted(set(want) | set(got)):
+        runs = got.get(partition, [])
+        wanted = want.get(partition, [])
+        twice = sum((Counter(u for u, _ in runs) - Counter(wanted)).values())
+        result.add("duplicates", twice, f"stream-time punctuations of partition {partition} "
+                   "more often than the fold", runs[:10])
+        missing = sum((Counter(wanted) - Counter(u for u, _ in runs)).values())
+        result.add("losses", missing, f"stream-time punctuations of partition {partition} "
+                   "missing", sorted(Counter(wanted) - Counter(u for u, _ in runs))[:10])
+        if [n for _, n in runs] != list(range(1, len(runs) + 1)) \
+                or table.get(str(partition), 0) != len(runs):
+            result.add("table_mismatches", 1, f"slices table p{partition}="
+                       f"{table.get(str(partition))} but runs counted "
+                       f"{[n for _, n in runs][:20]}")
