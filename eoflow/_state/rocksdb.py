@@ -45,10 +45,19 @@ _TIME = struct.Struct(">d")
 _log = logging.getLogger(__name__)
 
 
+#: RocksDB deletes a write-ahead log file only once every column family with data in it
+#: is flushed, and the meta column family (a few bytes per commit) never fills its
+#: memtable: without this bound the log would grow with the stream up to RocksDB's own
+#: default (4 x all write buffers, about 1 GB per store). Past it, RocksDB flushes the
+#: column families that hold the oldest log.
+MAX_TOTAL_WAL_BYTES = 64 * 1024 * 1024
+
+
 def _db_options() -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     options.create_missing_column_families(True)
+    options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES)
     return options
 
 
