@@ -28,6 +28,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
+from eoflow._inbox import Inbox
 from eoflow._models import FieldDescriptor
 
 if TYPE_CHECKING:
@@ -134,11 +135,11 @@ class Hop:
 
 
 class Source:
-    """An agent instance's events: its queue, what it holds, and the task that iterates."""
+    """An agent instance's events: its inbox, what it holds, and the task that iterates."""
 
-    def __init__(self, queue: asyncio.Queue[Any], in_flight: InFlight, agent: str = "agent",
-                 hops: Sequence[Hop] = ()) -> None:
-        self._queue = queue
+    def __init__(self, inbox: Inbox[Event[Any, Any]], in_flight: InFlight,
+                 agent: str = "agent", hops: Sequence[Hop] = ()) -> None:
+        self._inbox = inbox
         self._in_flight = in_flight
         self._current: Event[Any, Any] | None = None
         self._batch: list[Event[Any, Any]] = []
@@ -192,16 +193,27 @@ class Source:
         self.task = asyncio.current_task()
         current_stream.set(self)
 
+    def next_nowait(self, filters: Sequence[Predicate] = ()) -> Event[Any, Any] | None:
+        """:meth:`next` when it would not await (no filters, nothing deferred, an event in
+        the inbox), else None: the agent's loop calls this first and then :meth:`next`,
+        so an event costs no coroutine."""
+        if filters or self._deferred or self._closed:
+            return None
+        self.finish()
+        item = self._inbox.pop()
+        if item is not None:
+            self._hand(item)
+        return item
+
     async def next(self, filters: Sequence[Predicate] = ()) -> Event[Any, Any]:
         """Finish what is in hand; take the next event that passes ``filters``."""
         while True:
             if self._deferred:
                 await self.run_deferred()
             self.finish()
-            if self._closed or self._queue.empty():
+            item = None if self._closed else self._inbox.pop()
+            if item is None:
                 item = await self._get()
-            else:  # the common case under load: no coroutine, no suspension
-                item = self._queue.get_nowait()
             self._hand(item)
             if not filters or await _passes(filters, item.value):
                 return item
@@ -218,9 +230,8 @@ class Source:
             if batch and (self._in_flight.cut.is_set() or
                           (deadline is not None and time.monotonic() >= deadline)):
                 break
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
+            item = self._inbox.pop()
+            if item is None:
                 if not batch:
                     item = await self._get()
                 else:
@@ -242,16 +253,16 @@ class Source:
         return batch
 
     async def _get(self) -> Event[Any, Any]:
-        self._check_open()
-        try:
-            item = self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            item = await self._queue.get()
-        self._check_open()
-        return item  # type: ignore[no-any-return]
+        """The next event, waiting for one (the inbox was empty)."""
+        while True:
+            self._check_open()
+            item = self._inbox.pop()
+            if item is not None:
+                return item
+            await self._inbox.wait()
 
     async def _get_or_cut(self, timeout: float | None) -> Event[Any, Any] | None:
-        getter = asyncio.ensure_future(self._queue.get())
+        getter = asyncio.ensure_future(self._inbox.wait())
         cut = asyncio.ensure_future(self._in_flight.cut.wait())
         try:
             done, _ = await asyncio.wait({getter, cut}, timeout=timeout,
@@ -261,7 +272,7 @@ class Source:
             if not getter.done():
                 getter.cancel()
         if getter in done and not getter.cancelled():
-            return getter.result()  # type: ignore[no-any-return]
+            return self._inbox.pop()
         return None
 
     def _hand(self, item: Event[Any, Any]) -> None:
@@ -375,30 +386,34 @@ class Stream(Generic[KT, VT]):
 
     async def _values(self) -> AsyncIterator[VT]:
         self._check_plan()
+        source, filters = self._source, self._filters
         while True:
-            event = await self._source.next(self._filters)
+            event = source.next_nowait(filters) or await source.next(filters)
             yield event.value
 
     async def items(self) -> AsyncIterator[tuple[KT, VT]]:
         """Yield ``(key, value)`` pairs."""
         self._check_plan()
+        source, filters = self._source, self._filters
         while True:
-            event = await self._source.next(self._filters)
+            event = source.next_nowait(filters) or await source.next(filters)
             yield event.key, event.value
 
     async def events(self) -> AsyncIterator[Event[KT, VT]]:
         """Yield whole events with topic, partition, offset, timestamp and headers."""
         self._check_plan()
+        source, filters = self._source, self._filters
         while True:
-            yield await self._source.next(self._filters)
+            yield source.next_nowait(filters) or await source.next(filters)
 
     async def enumerate(self, start: int = 0) -> AsyncIterator[tuple[int, VT]]:
         """Yield ``(i, value)``, counting from ``start`` (per agent run: it restarts after
         an abort or a restart, so do not use ``i`` as an identifier across runs)."""
         self._check_plan()
         i = start
+        source, filters = self._source, self._filters
         while True:
-            event = await self._source.next(self._filters)
+            event = source.next_nowait(filters) or await source.next(filters)
             yield i, event.value
             i += 1
 
@@ -442,7 +457,7 @@ class _ProbeSource(Source):
     """A source that records the stream an agent builds and stops it at its first step."""
 
     def __init__(self, agent: str) -> None:
-        super().__init__(asyncio.Queue(), InFlight(), agent)
+        super().__init__(Inbox(), InFlight(), agent)
         self.found_hops: tuple[Hop, ...] = ()
         self.found_filters: tuple[Predicate, ...] = ()
 

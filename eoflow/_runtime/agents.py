@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eoflow._app import AgentHandle, AgentSpec
+from eoflow._inbox import Inbox
 from eoflow._stream import Event, Hop, InFlight, Source, Stream
 from eoflow._topic import Topic
 
@@ -27,7 +28,7 @@ class AgentInstance:
 
     spec: AgentSpec
     index: int
-    queue: asyncio.Queue[Any]
+    inbox: Inbox[Event[Any, Any]]
     hops: tuple[Hop, ...] = ()
     task: asyncio.Task[None] | None = None
     stream: Source | None = field(default=None, repr=False)
@@ -52,7 +53,7 @@ class AgentSupervisor:
         self._feeder_task: asyncio.Task[None] | None = None
         self._on_failure = on_failure
         self.instances: dict[str, list[AgentInstance]] = {
-            spec.name: [AgentInstance(spec, i, asyncio.Queue(queue_size),
+            spec.name: [AgentInstance(spec, i, Inbox(queue_size),
                                       (hops or {}).get(spec.name, ()))
                         for i in range(spec.concurrency)]
             for spec in specs
@@ -87,7 +88,7 @@ class AgentSupervisor:
 
     async def _run(self, instance: AgentInstance) -> None:
         while True:
-            source = Source(instance.queue, self.in_flight, instance.spec.name, instance.hops)
+            source = Source(instance.inbox, self.in_flight, instance.spec.name, instance.hops)
             source.bind()
             instance.stream = source
             try:
@@ -113,8 +114,8 @@ class AgentSupervisor:
         """Cancel the feeder, every agent and timer run; forget the events they held or had
         queued.
 
-        The feeder goes too: it may be blocked handing an event of the aborted interval to
-        a full queue, and that event must not land in a queue after the rewind.
+        The feeder goes too: it may be waiting for room in a full inbox to hand over
+        records of the aborted interval, which must not land in an inbox after the rewind.
         """
         tasks = [i.task for i in self._all() if i.task is not None and not i.task.done()]
         tasks += [run for run in self._runs if not run.done()]
@@ -130,8 +131,7 @@ class AgentSupervisor:
             instance.task = None
             if instance.stream is not None:
                 instance.stream.close()  # tasks spawned for its event can no longer send
-            while not instance.queue.empty():
-                instance.queue.get_nowait()
+            instance.inbox.clear()
         self.in_flight.reset()
 
     def held_events(self) -> list[tuple[AgentInstance, Event[Any, Any], float]]:

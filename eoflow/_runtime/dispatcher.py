@@ -2,8 +2,10 @@
 
 It is also the only task that moves the consumer's position between rebalances (a rewind
 after an abort is applied here, before the next fetch), so no fetch is ever in flight
-while the position changes. A gate lets the commit barrier stop dispatch between two
-records; an epoch makes a batch fetched before an abort be dropped, not dispatched.
+while the position changes. Records go to an agent's inbox in batches (one per fetched
+partition, as far as the inbox has room). A gate lets the commit barrier stop dispatch
+between two batches; an epoch makes a batch fetched before an abort be dropped, not
+dispatched.
 
 Flow control: the barrier waits for every event handed out, so agents that were handed
 more than they can process within the barrier's budget would abort every interval. After
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eoflow._app import AgentSpec
+from eoflow._inbox import Inbox
 from eoflow._stream import Event
 from eoflow._topic import Topic
 from eoflow._transport.base import ConsumedRecord, GroupConsumer, TopicPartition
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 #: A throttle cap above this is lifted.
 MAX_CAP = 1 << 20
 
-_Deliveries = list[tuple[asyncio.Queue[Any], Event[Any, Any]]]
+_Deliveries = list[tuple[Inbox[Event[Any, Any]], Event[Any, Any]]]
 
 
 @dataclass(frozen=True)
@@ -195,45 +198,58 @@ class Dispatcher:
         """Hand the records of one partition to their agents (or the dead-letter topic);
         False once an abort or a revoke (a new epoch) made the rest stale.
 
-        The event is counted in flight and its offset recorded *before* it is queued, so
-        a barrier can never commit an interval that holds the event's outputs but not
-        its offset. The common case does no await before queueing, so it cannot
-        interleave with a barrier; the rest (opening the transaction, dead letters) holds
-        ``_busy``, which the barrier waits for. A full queue may block on a slow agent
-        without blocking the barrier. Routes are looked up once per partition's records.
+        The common case hands over as many records as every target inbox has room for (and
+        the throttle allows) in one step with no await: decoded, counted in flight, offsets
+        recorded, then one batch of events per inbox. It cannot interleave with a barrier,
+        and a barrier can never commit an interval that holds an event's outputs but not
+        its offset. The gate and the epoch are checked before every step. The rest
+        (opening the transaction, a poison record, dead letters) goes one record at a time
+        holding ``_busy``, which the barrier waits for. A full inbox is waited for before
+        the next step, holding nothing, so a slow agent does not block the barrier.
+        Routes are looked up once per partition's records.
         """
-        targets = [(route.topic, self._supervisor.route(route.spec.name, tp.partition).queue)
+        targets = [(route.topic, self._supervisor.route(route.spec.name, tp.partition).inbox)
                    for route in self._routes[tp.topic]]
-        for record in records:
+        done, total, slow = 0, len(records), False
+        while done < total:
             if not self._gate.is_set():
                 await self._gate.wait()
             if epoch != self._epoch:
                 return False
-            deliveries = self._prepare(tp, record, targets) \
-                if self._is_open() and not self._poison else None
-            if deliveries is None:
+            room = min((inbox.room() for _, inbox in targets), default=total)
+            if room < 1:
+                for _, inbox in targets:
+                    await inbox.wait_room()
+                continue
+            if slow or not self._is_open() or self._poison:
                 async with self._busy:
                     await self._begin()
-                    deliveries = await self._prepare_slowly(tp, record)
-            for queue, event in deliveries:
-                if queue.full():
-                    await queue.put(event)
-                else:
-                    queue.put_nowait(event)
+                    for inbox, event in await self._prepare_slowly(tp, records[done]):
+                        inbox.put([event])
+                done, slow = done + 1, False
+                continue
+            end = min(total, done + room)
+            if self.cap is not None:
+                end = min(end, done + max(1, self.cap - self._dispatched))
+            done += self._hand_over(tp, records[done:end], targets)
+            slow = done < end  # the next record cannot be decoded: the dead-letter path
         return True
 
-    def _prepare(self, tp: TopicPartition, record: ConsumedRecord,
-                 targets: list[tuple[Topic[Any, Any], asyncio.Queue[Any]]],
-                 ) -> _Deliveries | None:
-        """Decode for every target; None if a record needs the dead-letter path."""
-        try:
-            deliveries = [(queue, _decode(topic, record)) for topic, queue in targets]
-        except SerializationError:
-            return None
-        self._account(tp, record, len(deliveries))
-        return deliveries
+    def _hand_over(self, tp: TopicPartition, records: Sequence[ConsumedRecord],
+                   targets: list[tuple[Topic[Any, Any], Inbox[Event[Any, Any]]]]) -> int:
+        """Decode ``records`` for every target, count them and queue one batch per
+        target, without awaiting. Stops before the first record that cannot be decoded
+        (it needs the dead-letter path); returns how many it handed over."""
+        batches = [_decode_all(topic, records) for topic, _ in targets]
+        good = min((len(events) for events in batches), default=len(records))
+        if good:
+            self._account(tp, records[good - 1], good, good * len(targets))
+            for (_, inbox), events in zip(targets, batches, strict=True):
+                inbox.put(events if len(events) == good else events[:good])
+        return good
 
-    async def _prepare_slowly(self, tp: TopicPartition, record: ConsumedRecord) -> _Deliveries:
+    async def _prepare_slowly(self, tp: TopicPartition,
+                              record: ConsumedRecord) -> _Deliveries:
         deliveries: _Deliveries = []
         for route in self._routes[record.topic]:
             agent = route.spec.name
@@ -248,17 +264,31 @@ class Dispatcher:
             except SerializationError as exc:
                 await self._dead_letter(DeadLetter(record, agent, str(exc)))
                 continue
-            deliveries.append((self._supervisor.route(agent, record.partition).queue, event))
-        self._account(tp, record, len(deliveries))
+            deliveries.append((self._supervisor.route(agent, record.partition).inbox, event))
+        self._account(tp, record, 1, len(deliveries))
         return deliveries
 
-    def _account(self, tp: TopicPartition, record: ConsumedRecord, events: int) -> None:
+    def _account(self, tp: TopicPartition, last: ConsumedRecord, records: int,
+                 events: int) -> None:
+        """Count ``events`` in flight for ``records`` records of ``tp`` ending at ``last``."""
         self._supervisor.in_flight.add(events)
-        self._next_offsets[tp] = record.offset + 1
-        self._counts[tp] = self._counts.get(tp, 0) + 1
-        self._dispatched += 1
+        self._next_offsets[tp] = last.offset + 1
+        self._counts[tp] = self._counts.get(tp, 0) + records
+        self._dispatched += records
         if self.cap is not None and self._dispatched >= self.cap:
             self._gate.clear()  # until the next interval opens it
+
+
+def _decode_all(topic: Topic[Any, Any], records: Sequence[ConsumedRecord],
+                ) -> list[Event[Any, Any]]:
+    """The events of ``records`` up to the first that cannot be decoded."""
+    events: list[Event[Any, Any]] = []
+    try:
+        for record in records:
+            events.append(_decode(topic, record))
+    except SerializationError:
+        pass
+    return events
 
 
 def _decode(topic: Topic[Any, Any], record: ConsumedRecord) -> Event[Any, Any]:

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from eoflow._app import TimerSpec
+from eoflow._inbox import Inbox
 from eoflow._stream import Event, InFlight, Source, current_event, current_stream
 from eoflow._transport.base import TopicPartition
 
@@ -39,7 +40,7 @@ class Participant(Source):
     their partition."""
 
     def __init__(self, name: str, in_flight: InFlight, event: Event[Any, Any] | None) -> None:
-        super().__init__(asyncio.Queue(), in_flight, name)
+        super().__init__(Inbox(), in_flight, name)
         self._event = event
         self._running = True
 

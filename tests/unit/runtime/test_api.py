@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import eoflow
+from eoflow._inbox import Inbox
 from eoflow._serde import codec_for
 from eoflow._settings import Settings, parse_broker
 from eoflow._stream import Event, InFlight, Source, Stream, current_event
@@ -82,12 +83,11 @@ def test_declaring_twice_is_refused() -> None:
 
 
 async def test_stream_marks_events_processed_when_the_next_is_requested() -> None:
-    queue: asyncio.Queue[Any] = asyncio.Queue()
+    inbox: Inbox[Event[Any, Any]] = Inbox()
     in_flight = InFlight()
-    stream: Stream[Any, Any] = Stream(Source(queue, in_flight))
-    for i in range(2):
-        in_flight.add()
-        queue.put_nowait(Event(None, i, "t", 0, i, 0, ()))
+    stream: Stream[Any, Any] = Stream(Source(inbox, in_flight))
+    in_flight.add(2)
+    inbox.put([Event(None, i, "t", 0, i, 0, ()) for i in range(2)])
     values = aiter(stream)
     assert await anext(values) == 0
     assert in_flight.count == 2  # the first is in hand, not processed yet
