@@ -130,10 +130,11 @@ class RestoredLines(logging.Handler):
             self.seconds += float(args[3])
 
 
-async def eoflow_start(bootstrap: str, app_id: str, datadir: Path, key: bytes) -> dict[str, Any]:
+async def eoflow_start(bootstrap: str, app_id: str, datadir: Path, key: bytes,
+                       consumer_options: dict[str, Any]) -> dict[str, Any]:
     """Produce one input, start a worker on ``datadir``; time start -> first event."""
     app = eoflow.App(app_id, broker=f"kafka://{bootstrap}", datadir=datadir,
-                     commit_interval=0.1)
+                     commit_interval=0.1, consumer_options=consumer_options)
     src = app.topic(f"{app_id}-in", partitions=PARTITIONS, key_serializer="json")
     counts = app.Table("counts", default=int, partitions=PARTITIONS)
     seen = asyncio.Event()
@@ -160,13 +161,16 @@ async def eoflow_start(bootstrap: str, app_id: str, datadir: Path, key: bytes) -
             "restore_s": lines.seconds}
 
 
-async def eoflow_scenario(bootstrap: str, keys: int, app_id: str, workdir: Path) -> dict[str, Any]:
+async def eoflow_scenario(bootstrap: str, keys: int, app_id: str, workdir: Path,
+                          consumer_options: dict[str, Any]) -> dict[str, Any]:
     topic = f"{app_id}-counts-changelog"
     fill = await fill_changelog(bootstrap, topic, keys, eoflow_record)
     records, seconds = await restore_all(bootstrap, app_id, topic, workdir / "standalone")
-    empty = await eoflow_start(bootstrap, app_id, workdir / "worker", b'"key-1"')
-    current = await eoflow_start(bootstrap, app_id, workdir / "worker", b'"key-2"')
-    return {"system": "eoflow", "keys": keys, "fill_s": fill,
+    empty = await eoflow_start(bootstrap, app_id, workdir / "worker", b'"key-1"',
+                               consumer_options)
+    current = await eoflow_start(bootstrap, app_id, workdir / "worker", b'"key-2"',
+                                 consumer_options)
+    return {"system": "eoflow", "keys": keys, "fill_s": fill, "options": consumer_options,
             "standalone": {"restored": records, "restore_s": seconds}, "empty": empty,
             "current": current}
 
@@ -218,14 +222,17 @@ async def kstreams_scenario(bootstrap: str, keys: int, app_id: str,
 # ------------------------------------------------------------------------------ driver
 
 async def run_all(bootstrap: str, sizes: list[int], systems: list[str], repeats: int,
-                  workdir: Path) -> list[dict[str, Any]]:
+                  workdir: Path, consumer_options: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for repeat in range(repeats):
         for keys in sizes:
             for system in systems:
                 app_id = f"restore-{system}-{keys}-r{repeat}"
-                scenario = eoflow_scenario if system == "eoflow" else kstreams_scenario
-                row = await scenario(bootstrap, keys, app_id, workdir / app_id)
+                if system == "eoflow":
+                    row = await eoflow_scenario(bootstrap, keys, app_id, workdir / app_id,
+                                                consumer_options)
+                else:
+                    row = await kstreams_scenario(bootstrap, keys, app_id, workdir / app_id)
                 row["repeat"] = repeat
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -293,8 +300,13 @@ def main() -> int:
                         help="comma-separated: eoflow, kstreams")
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
     parser.add_argument("--results", type=Path, help="write every row as JSON here")
+    parser.add_argument("--eoflow-consumer-option", action="append", default=[],
+                        metavar="NAME=INT", help="eoflow's consumer_options (its consumers "
+                        "and changelog reader), e.g. fetch_max_wait_ms=10; repeatable")
     args = parser.parse_args()
     systems = [s for s in args.systems.split(",") if s]
+    consumer_options = {name: int(value) for name, _, value in
+                        (o.partition("=") for o in args.eoflow_consumer_option)}
     if unknown := set(systems) - set(SYSTEMS):
         parser.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -307,7 +319,8 @@ def main() -> int:
     load = os.getloadavg()
     broker = KafkaBroker(datadir=workdir / "kafka", heap="1g").start()
     try:
-        rows = asyncio.run(run_all(broker.bootstrap, sizes, systems, args.repeats, workdir))
+        rows = asyncio.run(run_all(broker.bootstrap, sizes, systems, args.repeats, workdir,
+                                   consumer_options))
     finally:
         broker.stop()
     if args.results:
