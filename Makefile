@@ -100,6 +100,13 @@ bench-ops: kafka-libs $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench.ops --records $(or $(OPS_RECORDS),200000) \
 		--repeats $(or $(OPS_REPEATS),3)
 
+# Table restore and restart against Kafka Streams (own broker; prints a table), e.g.
+# make bench-restore RESTORE_KEYS=100000 RESTORE_REPEATS=1
+.PHONY: bench-restore
+bench-restore: kafka-libs $(BENCH_VENV)/.installed bench-kstreams
+	$(BENCH_VENV)/bin/python bench/restore.py --keys $(or $(RESTORE_KEYS),1000000) \
+		--repeats $(or $(RESTORE_REPEATS),3)
+
 # Keeps the jar cache (~/.cache/eoflow); delete that by hand to force a re-download.
 clean:
 	-@$(PYTHON) tools/kafka/kafkactl.py stop --datadir $(KAFKA_DATADIR) >/dev/null 2>&1
