@@ -355,8 +355,11 @@ class SystemProcess:
         self._first = asyncio.create_task(watch())
 
     def first_time(self) -> float | None:
-        """Wall-clock time the first record reached user code (None if none did)."""
-        return float(self.mark.read_text()) if self.mark.exists() else None
+        """Wall-clock time the first record reached user code (None if none did yet)."""
+        try:
+            return float(self.mark.read_text())
+        except (OSError, ValueError):  # not there, or created but not written yet
+            return None
 
     def log_tail(self) -> str:
         return _tail(self.logfile)
