@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import statistics
 import time
@@ -217,12 +216,14 @@ def summary(runs: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="medians of bench.run --workers results")
-    ap.add_argument("results", type=Path, nargs="+", help="results.json files")
+    ap.add_argument("results", type=Path, nargs="+",
+                    help="results.json files, or bench/results/scale-1m.json (sessions)")
     args = ap.parse_args()
     runs: list[dict[str, Any]] = []
     for path in args.results:
-        with contextlib.suppress(KeyError):
-            runs.extend(json.loads(path.read_text())["runs"])
+        data = json.loads(path.read_text())
+        for session in data.get("sessions", [data]):
+            runs.extend(session["runs"])
     print(summary(runs))
 
 
