@@ -138,10 +138,15 @@ class Tumbling(WindowSpec):
 
     def __init__(self, size: Seconds) -> None:
         self.size = self.step = seconds(size, "window size")
+        self._last = Window(0.0, 0.0)  # the window of the previous call (most repeat it)
 
     def windows(self, t: float) -> list[Window]:
+        last = self._last
+        if last.start <= t < last.end:
+            return [last]
         start = math.floor(t / self.size) * self.size
-        return [Window(start, start + self.size)]
+        self._last = last = Window(start, start + self.size)
+        return [last]
 
 
 class Hopping(WindowSpec):

@@ -194,8 +194,10 @@ class TableManager:
 
     @staticmethod
     def _stream_time_ms(overlay: Overlay) -> int | None:
-        raw = overlay.get(STREAM_TIME_KEY)
-        return None if raw is None else int(raw)
+        if overlay.stream_ms is None:  # once per interval: then window_advance keeps it
+            raw = overlay.get(STREAM_TIME_KEY)
+            overlay.stream_ms = None if raw is None else int(raw)
+        return overlay.stream_ms
 
     def window_advance(self, windowed: WindowedTable[Any, Any], partition: int, t: float,
                        windows: list[Window]) -> list[Window]:
@@ -208,6 +210,7 @@ class TableManager:
         if before is None or now > before:
             self._check_writer(windowed.name, STREAM_TIME_KEY)
             overlay.set(STREAM_TIME_KEY, str(now).encode())
+            overlay.stream_ms = now
             closes, expires = self._ends_passed(windowed, overlay, before, now)
             if closes or expires:
                 self._defer(windowed, lambda: self._close_and_expire(
@@ -216,6 +219,8 @@ class TableManager:
         grace_ms = windowed.grace * 1000
         if windowed.spec.inclusive_end:  # a session's end is an event's time (in ms)
             return [w for w in windows if round(w.end * 1000 + grace_ms) >= stream_ms]
+        if windows and windows[0].end * 1000 + grace_ms > stream_ms:
+            return windows  # the oldest is open, so all are (most events)
         return [w for w in windows if w.end * 1000 + grace_ms > stream_ms]
 
     @staticmethod
