@@ -39,8 +39,8 @@ class _Json:
         except TypeError:
             return json.dumps(obj, separators=(",", ":")).encode()
 
-    def loads(self, data: bytes) -> Any:
-        return orjson.loads(data)
+    #: orjson's own function: no Python frame per record decoded.
+    loads = staticmethod(orjson.loads)
 
 
 class _Raw:

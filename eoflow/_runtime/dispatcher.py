@@ -281,14 +281,34 @@ class Dispatcher:
 
 def _decode_all(topic: Topic[Any, Any], records: Sequence[ConsumedRecord],
                 ) -> list[Event[Any, Any]]:
-    """The events of ``records`` up to the first that cannot be decoded."""
+    """The events of ``records`` up to the first that cannot be decoded.
+
+    :func:`_decode` inlined, for it runs once per record: the codecs looked up once, the
+    event built by ``tuple.__new__`` (a named tuple's own ``__new__`` is Python code).
+    """
     events: list[Event[Any, Any]] = []
-    try:
-        for record in records:
-            events.append(_decode(topic, record))
-    except SerializationError:
-        pass
+    if topic.time_of is not None:
+        try:
+            for record in records:
+                events.append(_decode(topic, record))
+        except SerializationError:
+            pass
+        return events
+    key_loads, value_loads = topic.key_codec.loads, topic.value_codec.loads
+    append = events.append
+    for record in records:
+        try:
+            key = None if record.key is None else key_loads(record.key)
+            value = None if record.value is None else value_loads(record.value)
+        except Exception:
+            break  # :func:`_decode` names what failed on the dead-letter path
+        headers = record.headers
+        append(_new_event(Event, (key, value, record.topic, record.partition, record.offset,
+                                  record.timestamp, tuple(headers) if headers else ())))
     return events
+
+
+_new_event = tuple.__new__
 
 
 def _decode(topic: Topic[Any, Any], record: ConsumedRecord) -> Event[Any, Any]:
