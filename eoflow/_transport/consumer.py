@@ -70,7 +70,7 @@ class KafkaGroupConsumer:
         self._group_id = group_id
         self._instance_id = instance_id
         self._auto_offset_reset = auto_offset_reset
-        self._assignor = AdvertisingAssignor()
+        self._assignor = AdvertisingAssignor(instance_id)
         #: Defaults the user's ``consumer_options`` may override.
         tunable: dict[str, Any] = {
             "heartbeat_interval_ms": max(100, session_timeout_ms // 5),

@@ -22,7 +22,7 @@ from aiokafka.structs import TopicPartition as KafkaTP
 from eoflow.errors import TransportError
 
 from .base import TopicPartition
-from .membership import decode_url
+from .membership import decode_instance, decode_url
 
 __all__ = ["GroupView", "MemberView", "PartitionView", "commit_metadata", "describe_group"]
 
@@ -128,15 +128,16 @@ def _parse_group(group_id: str, responses: list[Any]) -> GroupView:
 def _member(member: dict[str, Any]) -> MemberView:
     metadata = member.get("member_metadata") or b""
     assignment = member.get("member_assignment") or b""
-    url = None
+    url = instance = None
     if metadata:
-        url = decode_url(ConsumerProtocol.METADATA.decode(metadata).user_data)
+        user_data = ConsumerProtocol.METADATA.decode(metadata).user_data
+        url, instance = decode_url(user_data), decode_instance(user_data)
     partitions: tuple[TopicPartition, ...] = ()
     if assignment:
         decoded = ConsumerProtocol.ASSIGNMENT.decode(assignment)
         partitions = tuple(sorted(TopicPartition(t, p) for t, ps in decoded.assignment
                                   for p in ps))
-    return MemberView(str(member["member_id"]), member.get("group_instance_id"),
+    return MemberView(str(member["member_id"]), member.get("group_instance_id") or instance,
                       str(member.get("client_id", "")), str(member.get("client_host", "")),
                       url, partitions)
 

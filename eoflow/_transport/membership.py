@@ -1,7 +1,9 @@
 """Who owns which partition, and at which web address: published through the group protocol.
 
 Every worker with the web server on puts its address in the user data of its group
-subscription (``JoinGroup`` member metadata). The group leader assigns partitions with the
+subscription (``JoinGroup`` member metadata), and every worker its instance id (which
+``eoflow status`` matches with the commits; aiokafka's DescribeGroups is too old a
+version to return the group instance id). The group leader assigns partitions with the
 range assignor, as before, and adds the whole map ``{web address: partitions}`` to the user
 data of every member's assignment, so each worker learns where every partition lives at
 the same moment it learns its own assignment (Kafka Streams publishes its host map the
@@ -23,7 +25,8 @@ from aiokafka.coordinator.protocol import (
 
 from .base import TopicPartition
 
-__all__ = ["AdvertisingAssignor", "Peers", "decode_hosts", "decode_url", "encode_hosts"]
+__all__ = ["AdvertisingAssignor", "Peers", "decode_hosts", "decode_instance", "decode_url",
+           "encode_hosts"]
 
 #: Web address -> the partitions its worker owns.
 Peers = dict[str, frozenset[TopicPartition]]
@@ -31,12 +34,21 @@ Peers = dict[str, frozenset[TopicPartition]]
 
 def decode_url(user_data: bytes | None) -> str | None:
     """The web address in a member's subscription user data, if it published one."""
+    return _published(user_data, "url")
+
+
+def decode_instance(user_data: bytes | None) -> str | None:
+    """The instance id in a member's subscription user data, if it published one."""
+    return _published(user_data, "instance")
+
+
+def _published(user_data: bytes | None, field: str) -> str | None:
     try:
         found = json.loads(user_data or b"null")
     except ValueError:
         return None
-    url = found.get("url") if isinstance(found, dict) else None
-    return url if isinstance(url, str) else None
+    value = found.get(field) if isinstance(found, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def encode_hosts(hosts: Mapping[str, Iterable[TopicPartition]]) -> bytes:
@@ -65,12 +77,14 @@ class AdvertisingAssignor(RangePartitionAssignor):
     :attr:`peers` holds the host map of the last assignment.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, instance_id: str | None = None) -> None:
         self.url: str | None = None
+        self.instance_id = instance_id
         self.peers: Peers = {}
 
     def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
-        data = json.dumps({"url": self.url}).encode() if self.url else b""
+        published = {k: v for k, v in (("url", self.url), ("instance", self.instance_id)) if v}
+        data = json.dumps(published).encode() if published else b""
         return ConsumerProtocolMemberMetadata(self.version, list(topics), data)
 
     def assign(self, cluster: Any,

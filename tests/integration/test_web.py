@@ -148,3 +148,6 @@ async def test_metrics_routing_and_status_of_two_wordcount_workers(
     out = status.stdout
     assert out.count("member ") == 2 and all(url in out for url in urls), out
     assert f"{namespace}.lines[0]" in out and "last commit" in out, out
+    members = [line for line in out.splitlines() if line.startswith("member ")]
+    # each member is named by its instance id and matched to the commits it made
+    assert not any("last commit never" in line for line in members), out

@@ -12,7 +12,12 @@ import eoflow
 from eoflow._runtime.worker import Worker
 from eoflow._settings import Settings, settings_from_env
 from eoflow._transport.kafka import KafkaTransport
-from eoflow._transport.membership import AdvertisingAssignor, decode_hosts, decode_url
+from eoflow._transport.membership import (
+    AdvertisingAssignor,
+    decode_hosts,
+    decode_instance,
+    decode_url,
+)
 from eoflow.errors import ConfigurationError
 
 
@@ -110,3 +115,14 @@ def test_the_leader_publishes_every_members_address_in_the_assignment() -> None:
     assert {url: sorted(tp.partition for tp in tps) for url, tps in two.peers.items()} == {
         "http://a:1": [0, 1], "http://b:2": [2]}
     assert decode_hosts(b"garbage") == {}
+
+
+def test_every_member_publishes_its_instance_id_for_eoflow_status() -> None:
+    """aiokafka's DescribeGroups does not return the group instance id: the member
+    metadata carries it, with or without a web address."""
+    web, quiet = AdvertisingAssignor("w-1"), AdvertisingAssignor("w-2")
+    web.url = "http://a:1"
+    assert decode_instance(web.metadata(["in"]).user_data) == "w-1"
+    assert decode_url(web.metadata(["in"]).user_data) == "http://a:1"
+    assert decode_instance(quiet.metadata(["in"]).user_data) == "w-2"
+    assert decode_url(quiet.metadata(["in"]).user_data) is None
