@@ -1,6 +1,6 @@
 """Does a windowed table's store stay bounded on an endless stream? (issue 11)
 
-    .venv/bin/python -m bench.window_store [EVENTS] [--keys K]
+    .venv/bin/python -m bench.window_store [EVENTS] [--keys K] [--kind KIND]
 
 A tumbling 1 s window with ``expires=10`` counts events of ``K`` keys (default 100); event
 time advances 1 ms per event, so 2,000,000 events span 2,000 s of event time and 2,000
@@ -9,6 +9,12 @@ real RocksDB store; after each chunk it prints the windows the committed table h
 the keys in the RocksDB store and the store's size on disk. Expiry deletes a window once
 stream time passes its end plus ``expires``: the window count must level off at about
 (size + expires) / size x keys, whatever the number of events.
+
+``--kind sliding``: a 1 s sliding window with ``expires=10`` instead. It stores one
+contribution per event time of a key (here every 100 ms per key) and deletes it once stream
+time passes its time + size + expires: the count levels off at about 11 s / 100 ms = 110
+per key. ``--kind session`` (gap 0.2 s): each key's events never pause, so each key has one
+session that keeps growing: one window per key.
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ CHUNK = 200_000
 T0 = 1_700_000_000.0
 
 
-def build() -> eoflow.App:
+def build(kind: str) -> eoflow.App:
     app = eoflow.App(f"wstore-{uuid.uuid4().hex[:6]}")
     clicks = app.topic("clicks", partitions=PARTITIONS, key_serializer="str")
-    views = app.Table("views", default=int, partitions=PARTITIONS).tumbling(1.0, expires=10.0)
+    table = app.Table("views", default=int, partitions=PARTITIONS)
+    views = (table.tumbling(1.0, expires=10.0) if kind == "tumbling" else
+             table.sliding(1.0, expires=10.0) if kind == "sliding" else
+             table.session(0.2, expires=10.0))
 
     @app.agent(clicks, name="count")
     async def count(stream: eoflow.Stream[str, object]) -> None:
@@ -56,8 +65,8 @@ def by_kind(root: Path) -> str:
     return " ".join(f"{k}={v / 1e6:.1f}MB" for k, v in sorted(sizes.items()))
 
 
-async def main(events: int, keys: int) -> None:
-    app = build()
+async def main(events: int, keys: int, kind: str) -> None:
+    app = build(kind)
     driver = TestDriver(app, commit_interval=0.1)
     driver.broker.create_topic("clicks", PARTITIONS, {})
     datadir = Path(driver.settings.datadir)
@@ -85,5 +94,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("events", type=int, nargs="?", default=2_000_000)
     parser.add_argument("--keys", type=int, default=100)
+    parser.add_argument("--kind", choices=["tumbling", "sliding", "session"],
+                        default="tumbling")
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.keys))
+    asyncio.run(main(args.events, args.keys, args.kind))
