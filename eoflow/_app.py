@@ -39,6 +39,19 @@ class RuntimeHooks(Protocol):
     @property
     def tables(self) -> TableBackend: ...
 
+    def send_nowait(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: Sequence[tuple[str, bytes]] | None,
+        timestamp: float | None = None,
+    ) -> bool:
+        """:meth:`send` if it can be done without awaiting (the common case); False, with
+        nothing sent, if not."""
+        ...
+
     async def send(
         self,
         topic: str,

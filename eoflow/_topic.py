@@ -138,7 +138,9 @@ class Topic(Generic[KT, VT]):
             raw_value = None if value is None else self.value_codec.dumps(value)
         except Exception as exc:
             raise self._unencodable(key, value, exc) from exc
-        await runtime.send(self.names[0], raw_key, raw_value, partition, headers, timestamp)
+        if not runtime.send_nowait(self.names[0], raw_key, raw_value, partition, headers,
+                                   timestamp):  # the common case costs no second coroutine
+            await runtime.send(self.names[0], raw_key, raw_value, partition, headers, timestamp)
 
     def __repr__(self) -> str:
         return f"<Topic {', '.join(self.names)}>"

@@ -101,8 +101,7 @@ class Committer:
             self.failed(exc, True)
             return
         if event is not None:
-            self._poison.failed(
-                PoisonKey(instance.spec.name, event.topic, event.partition, event.offset), exc)
+            self._poison.failed(PoisonKey.of(instance.spec.name, event), exc)
         else:
             log.warning("agent %s failed outside an event: %r", instance.name, exc)
         self._abort_requested.set()
@@ -254,7 +253,7 @@ class Committer:
                 in self._supervisor.held_events() if held >= budget / 2]
         for instance, event, held in slow:
             self._poison.failed(
-                PoisonKey(instance.spec.name, event.topic, event.partition, event.offset),
+                PoisonKey.of(instance.spec.name, event),
                 TimeoutError(f"agent {instance.name} took more than {held:.1f}s"))
         if not slow:
             log.warning("agents did not finish in time, but no single event was slow: they "
@@ -273,7 +272,7 @@ class Committer:
             exc = fut.exception()
             if exc is not None:
                 if source is not None:
-                    self._poison.failed(source, exc)
+                    self._poison.failed(PoisonKey.of(*source), exc)
                 raise translate(exc, "delivering a record of this transaction")
         for batch in interval.batches.sent:
             exc = batch.future.exception()
@@ -286,7 +285,7 @@ class Committer:
                 raise translate(exc, "delivering changelog records")
 
     def _blame_batch(self, interval: Interval, batch: SentBatch, exc: BaseException) -> None:
-        events = {s for s in batch.sources if isinstance(s, PoisonKey)}
+        events = {PoisonKey.of(*s) for s in batch.sources if isinstance(s, tuple)}
         if len(events) == 1:
             self._poison.failed(events.pop(), exc)
         elif events:

@@ -16,7 +16,7 @@ from eoflow._transport.base import SendFuture, TopicPartition
 from eoflow._transport.batching import OutputBatches
 
 from .lifecycle import IntervalState, Lifecycle
-from .poison import PoisonKey
+from .poison import Origin
 from .tables import Flushed
 
 __all__ = ["Interval"]
@@ -32,7 +32,7 @@ class Interval:
     started: float = field(default_factory=time.monotonic)
     state: Lifecycle[IntervalState] = field(default_factory=Lifecycle.interval)
     #: Sends outside the batches (dead letters, undeclared topics) and the event of each.
-    sends: list[tuple[SendFuture, PoisonKey | None]] = field(default_factory=list)
+    sends: list[tuple[SendFuture, Origin | None]] = field(default_factory=list)
     #: Next offset per input partition, taken from the dispatcher at the barrier.
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     #: The changelog batches sent by the flush (commit step 2).

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from eoflow._stream import Event
 from eoflow._transport.base import TopicPartition
 
-__all__ = ["PoisonKey", "PoisonLedger"]
+__all__ = ["Origin", "PoisonKey", "PoisonLedger"]
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,18 @@ class PoisonKey(NamedTuple):
     partition: int
     offset: int
 
+    @classmethod
+    def of(cls, agent: str, event: Event[Any, Any]) -> PoisonKey:
+        return cls(agent, event.topic, event.partition, event.offset)
+
     def describe(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset} in agent {self.agent}"
+
+
+#: The event a send came from, ``(agent, event)``, as a send records it: the
+#: :class:`PoisonKey` is made of it (``PoisonKey.of(*origin)``) only when the send fails.
+#: A plain tuple costs a fraction of a key, and there is one per record sent.
+Origin = tuple[str, Event[Any, Any]]
 
 
 class PoisonLedger:

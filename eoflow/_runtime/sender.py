@@ -42,7 +42,7 @@ from eoflow.errors import (
 
 from .interval import Interval
 from .lifecycle import IntervalState
-from .poison import PoisonKey
+from .poison import Origin
 
 __all__ = ["DeadLetter", "Sender"]
 
@@ -110,7 +110,28 @@ class Sender:
             interval.state.to(IntervalState.OPEN)
             interval.started = time.monotonic()  # deadlines count from the transaction
 
-    # -- RuntimeHooks.send -------------------------------------------------------------
+    # -- RuntimeHooks.send_nowait and send ----------------------------------------------
+    def send_nowait(self, topic: str, key: bytes | None, value: bytes | None,
+                    partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
+                    timestamp: float | None = None) -> bool:
+        """The common case of :meth:`send`, with no coroutine: a send of an event in hand
+        while the interval is open, that fits the open batch of its partition. False, with
+        nothing sent, when it needs :meth:`send`; raises what :meth:`send` would raise.
+
+        No await: no barrier can pass meanwhile, whichever task sent it.
+        """
+        stream, event = current_stream.get(), current_event.get()
+        if stream is None or event is None:
+            return False
+        if not stream.holds(event):
+            raise self.outlived(stream, event, f"send to {topic!r}")
+        interval = self.interval
+        return (interval.is_open and not interval.careful and self._partitioner.knows(topic)
+                and interval.batches.add(
+                    topic, key, value, partition, headers,
+                    (stream.agent, event),  # a PoisonKey only if the send fails
+                    event.timestamp if timestamp is None else round(timestamp * 1000)))
+
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
                    partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
                    timestamp: float | None = None) -> None:
@@ -118,19 +139,17 @@ class Sender:
 
         The record's timestamp is ``timestamp`` (seconds), else the event's being processed.
         """
+        if self.send_nowait(topic, key, value, partition, headers, timestamp):
+            return
         stream, event = current_stream.get(), current_event.get()
         stamp = None if timestamp is None else round(timestamp * 1000)
         if stream is None or event is None:
             await self._send_outside_event(stream, topic, key, value, partition, headers,
                                            stamp)
             return
-        if not stream.holds(event):
-            raise self.outlived(stream, event, f"send to {topic!r}")
-        source = PoisonKey(stream.agent, event.topic, event.partition, event.offset)
+        source = (stream.agent, event)  # a PoisonKey only if the send fails
         if stamp is None:
             stamp = event.timestamp
-        if self._append_now(topic, key, value, partition, headers, source, stamp):
-            return  # no await: no barrier can pass meanwhile, whichever task sent it
         if asyncio.current_task() is stream.task:
             await self._send(topic, key, value, partition, headers, source, stamp)
             return
@@ -139,15 +158,6 @@ class Sender:
             await self._send(topic, key, value, partition, headers, source, stamp)
         finally:
             self._in_flight.unhold(token)
-
-    def _append_now(self, topic: str, key: bytes | None, value: bytes | None,
-                    partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
-                    source: PoisonKey, stamp: int | None) -> bool:
-        """The common case, without an await: the interval is open and the record fits
-        the open batch of its partition. False (nothing sent) otherwise."""
-        interval = self.interval
-        return (interval.is_open and not interval.careful and self._partitioner.knows(topic)
-                and interval.batches.add(topic, key, value, partition, headers, source, stamp))
 
     async def _send_outside_event(self, stream: Source | None, topic: str, key: bytes | None,
                                   value: bytes | None, partition: int | None,
@@ -188,7 +198,7 @@ class Sender:
 
     async def _send(self, topic: str, key: bytes | None, value: bytes | None,
                     partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
-                    source: PoisonKey | None, timestamp_ms: int | None) -> None:
+                    source: Origin | None, timestamp_ms: int | None) -> None:
         interval = self.interval  # an abort during an await must not move us to the next
         if not interval.is_open:
             await self.begin()

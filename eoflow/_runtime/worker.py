@@ -64,10 +64,14 @@ class _Runtime:
     sender: Sender
     tables: TableBackend
 
+    def __post_init__(self) -> None:
+        # The sender's own methods, not one more call around them (per record).
+        self.send_nowait = self.sender.send_nowait
+
     def send(self, topic: str, key: bytes | None, value: bytes | None,
              partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
              timestamp: float | None = None) -> Coroutine[Any, Any, None]:
-        # The sender's coroutine itself, not one more awaited around it (per record).
+        # The sender's coroutine itself, not one more awaited around it.
         return self.sender.send(topic, key, value, partition, headers, timestamp)
 
 

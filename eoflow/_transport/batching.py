@@ -14,7 +14,7 @@ keeps the error, and the interval must abort whatever the agent did with the exc
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +96,7 @@ class Partitioner:
 @dataclass
 class _Open:
     builder: Any
-    sources: list[Hashable | None] = field(default_factory=list)
+    sources: list[object] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class SentBatch:
     future: SendFuture
     topic: str
     partition: int
-    sources: tuple[Hashable | None, ...]
+    sources: tuple[object, ...]
 
 
 class OutputBatches:
@@ -124,7 +124,7 @@ class OutputBatches:
 
     def add(self, topic: str, key: bytes | None, value: bytes | None,
             partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
-            source: Hashable | None, timestamp_ms: int | None = None) -> bool:
+            source: object, timestamp_ms: int | None = None) -> bool:
         """Append a record to its partition's open batch without awaiting (the common
         case); False, with nothing touched, when that batch is full and must be handed to
         the producer first (:meth:`append` does that). Refuses records as it does."""
@@ -142,7 +142,7 @@ class OutputBatches:
 
     async def append(self, topic: str, key: bytes | None, value: bytes | None,
                      partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
-                     source: Hashable | None, *, alone: bool = False,
+                     source: object, *, alone: bool = False,
                      timestamp_ms: int | None = None) -> None:
         """Add a record; hands the partition's batch to the producer when it is full.
 

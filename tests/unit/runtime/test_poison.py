@@ -6,6 +6,7 @@ import pytest
 
 from eoflow._runtime import poison
 from eoflow._runtime.poison import PoisonKey, PoisonLedger
+from eoflow._stream import Event
 from eoflow._transport.base import TopicPartition
 
 
@@ -44,3 +45,8 @@ def test_the_ledger_is_bounded_dropping_the_oldest(monkeypatch: pytest.MonkeyPat
     assert len(ledger) == 3
     assert ledger.tries(key(1)) == 0  # the oldest went
     assert ledger.tries(key(0)) == 2
+
+
+def test_the_key_of_an_agent_and_its_event() -> None:
+    event = Event("k", {"v": 1}, "t", 3, 17, 0, ())
+    assert PoisonKey.of("agent", event) == PoisonKey("agent", "t", 3, 17)
