@@ -11,6 +11,7 @@ import eoflow
 from eoflow._windows import Session, Window
 from eoflow.errors import ConfigurationError, TableUsageError
 from eoflow.testing import TestDriver
+from tests.unit.windowing import send_clicks, stored_keys
 
 BASE = 1_699_999_980.0
 
@@ -37,9 +38,7 @@ def sessions_app(closed: list[tuple[Any, Window, Any]], late: list[Any], *, gap:
 
 
 async def _clicks(driver: TestDriver, key: str, *times: float, partition: int = 0) -> None:
-    for t in times:
-        await driver.send("clicks", {}, key=key, timestamp=BASE + t, partition=partition)
-    await driver.settle()
+    await send_clicks(driver, key, *times, base=BASE, partition=partition)
 
 
 def _sessions(driver: TestDriver) -> dict[tuple[str, float, float], int]:
@@ -47,8 +46,7 @@ def _sessions(driver: TestDriver) -> dict[tuple[str, float, float], int]:
 
 
 def _stored(driver: TestDriver, partition: int = 0) -> list[bytes]:
-    assert driver.worker is not None
-    return [k for k, _ in driver.worker._tables._overlays[("visits", partition)].items()]
+    return stored_keys(driver, "visits", partition)
 
 
 def test_a_session_is_refused_a_gap_that_is_not_positive() -> None:

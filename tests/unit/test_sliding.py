@@ -13,6 +13,7 @@ import eoflow
 from eoflow._windows import Sliding, Window
 from eoflow.errors import ConfigurationError, TableUsageError
 from eoflow.testing import TestDriver
+from tests.unit.windowing import send_clicks, stored_keys
 
 BASE = 1_699_999_980.0
 
@@ -45,9 +46,7 @@ def sliding_app(closed: list[tuple[Any, Window, Any]], late: list[Any], *, size:
 
 
 async def _clicks(driver: TestDriver, key: str, *times: float, partition: int = 0) -> None:
-    for t in times:
-        await driver.send("clicks", {}, key=key, timestamp=BASE + t, partition=partition)
-    await driver.settle()
+    await send_clicks(driver, key, *times, base=BASE, partition=partition)
 
 
 def _windows(driver: TestDriver) -> dict[tuple[str, float, float], int]:
@@ -55,8 +54,7 @@ def _windows(driver: TestDriver) -> dict[tuple[str, float, float], int]:
 
 
 def _stored(driver: TestDriver, partition: int = 0) -> list[bytes]:
-    assert driver.worker is not None
-    return [k for k, _ in driver.worker._tables._overlays[("recent", partition)].items()]
+    return stored_keys(driver, "recent", partition)
 
 
 def test_a_sliding_window_is_refused_a_size_that_is_not_positive() -> None:
