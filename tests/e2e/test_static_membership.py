@@ -58,6 +58,9 @@ def test_a_worker_back_within_the_session_timeout_rebalances_no_one(
         wait_for("an even split", lambda: split_evenly(a, b), [a, b])
         generation = split_evenly(a, b)
         seen_by_a = assignments(a)
+        # a may have held every partition first and given half up when b joined
+        # (it did once in CI): only what follows the even split counts
+        log_before = len(a.log())
 
         pool.kill(b)
         time.sleep(2)
@@ -66,7 +69,7 @@ def test_a_worker_back_within_the_session_timeout_rebalances_no_one(
         time.sleep(3)  # a rebalance of a would follow the rejoin within a heartbeat
 
         assert assignments(b) == [(6, generation)]
-        assert assignments(a) == seen_by_a and "revoked" not in a.log(), a.tail()
+        assert assignments(a) == seen_by_a and "revoked" not in a.log()[log_before:], a.tail()
 
         pool.kill(b)  # and now past the session timeout: a takes b's partitions
         wait_for("wc-a to take every partition",
