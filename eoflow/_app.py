@@ -327,15 +327,12 @@ class App:
         tumbling window of ``every`` of each event's time; the close of a window (exactly
         once, in the transaction of the event that moved stream time past it) calls it."""
         def register(fun: Any) -> Any:
-            if not inspect.iscoroutinefunction(fun):
-                raise ConfigurationError(f"@app.punctuate needs an `async def` function, "
-                                         f"got {fun!r}")
+            full = _timer_name("punctuate", name, fun)
             if len(inspect.signature(fun).parameters) != 2:
                 raise ConfigurationError(
                     f"@app.punctuate(on='stream_time'): {fun.__qualname__} takes "
                     "(partition, until), the partition and the end of the slice of event "
                     "time that stream time passed")
-            full = name or f"{fun.__module__}.{fun.__qualname__}"
 
             async def close(partition: int, window: Window, _: Any) -> None:
                 await fun(partition, window.end)
@@ -356,10 +353,7 @@ class App:
     def _timer(self, kind: str, name: str | None, on_leader: bool,
                **options: Any) -> Callable[[Any], Any]:
         def register(fun: Any) -> Any:
-            if not inspect.iscoroutinefunction(fun):
-                raise ConfigurationError(f"@app.{kind if kind != 'interval' else 'timer'} "
-                                         f"needs an `async def` function, got {fun!r}")
-            timer_name = name or f"{fun.__module__}.{fun.__qualname__}"
+            timer_name = _timer_name(kind, name, fun)
             if any(t.name == timer_name for t in self.timers):
                 raise ConfigurationError(f"{kind} {timer_name!r} is declared twice")
             self.timers.append(TimerSpec(timer_name, fun, kind, on_leader=on_leader,
@@ -454,6 +448,15 @@ def _check_agent_shape(name: str, fun: Any, sinks: tuple[Any, ...]) -> None:
         raise ConfigurationError(
             f"agent {name!r} has sink=... but never yields: write `yield result` in its loop, "
             "or send to the topic yourself")
+
+
+def _timer_name(kind: str, name: str | None, fun: Any) -> str:
+    """The name of a timer, crontab, task or punctuator; refuses a function that is not
+    ``async def``."""
+    if not inspect.iscoroutinefunction(fun):
+        raise ConfigurationError(f"@app.{kind if kind != 'interval' else 'timer'} "
+                                 f"needs an `async def` function, got {fun!r}")
+    return name or f"{fun.__module__}.{fun.__qualname__}"
 
 
 def _topic_safe(name: str) -> str:

@@ -354,14 +354,16 @@ class WindowedTable(Generic[KT, VT]):
     def items(self) -> Iterator[tuple[tuple[KT, Window], VT]]:
         """``((key, window), value)`` of every window of the partitions this worker owns
         (of a sliding table: the window ending at each event time of each key)."""
-        backend = self.table._backend()
         for partition in self.table._partitions():
-            yield from self.windows_of(
-                ((self.table.key_codec.loads(split[0]), split[1]),
-                 self.table.value_codec.loads(raw))
-                for split, raw in ((split_key(stored), raw)
-                                   for stored, raw in backend.items(self.name, partition))
-                if split is not None)
+            yield from self.windows_of(self._stored(partition))
+
+    def _stored(self, partition: int) -> Iterator[tuple[tuple[Any, Window], Any]]:
+        """The decoded ``((key, window), value)`` entries stored in one partition."""
+        table = self.table
+        for stored, raw in table._backend().items(self.name, partition):
+            split = split_key(stored)
+            if split is not None:
+                yield (table.key_codec.loads(split[0]), split[1]), table.value_codec.loads(raw)
 
     def windows_of(self, stored: Iterable[tuple[tuple[Any, Window], Any]]
                    ) -> Iterator[tuple[tuple[Any, Window], Any]]:
