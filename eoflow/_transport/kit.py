@@ -20,8 +20,9 @@ from aiokafka.structs import TopicPartition
 from eoflow._security import client_kwargs, credentials_from_env
 from eoflow.errors import TransportError
 
-__all__ = ["Record", "TopicRead", "create_topics", "delete_topics", "group_offsets", "produce",
-           "read_changelog", "read_committed", "read_topic", "send_one", "tail"]
+__all__ = ["Record", "TopicRead", "create_topics", "delete_topics", "existing_topics",
+           "fold_changelog", "group_offsets", "open_transactions", "produce", "read_changelog",
+           "read_committed", "read_topic", "send_one", "tail"]
 
 
 @dataclass(frozen=True)
@@ -192,14 +193,60 @@ async def read_committed(bootstrap: str, topic: str, *, timeout: float = 30.0,
     return read.all()
 
 
+async def existing_topics(bootstrap: str, *,
+                          client_options: Mapping[str, Any] | None = None) -> set[str]:
+    """The names of the topics on the cluster."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                **_options(client_options))
+    await consumer.start()
+    try:
+        return set(await consumer.topics())
+    finally:
+        await consumer.stop()
+
+
+async def open_transactions(bootstrap: str, topics: Iterable[str], *,
+                            client_options: Mapping[str, Any] | None = None
+                            ) -> list[tuple[str, int]]:
+    """The partitions of ``topics`` with a transaction that was open when this was called
+    and still is (or its markers are not written yet): a ``read_committed`` reader sees
+    nothing past its first record. Topics that do not exist are skipped."""
+    options = _options(client_options)
+    stable = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                              isolation_level="read_committed", **options)
+    ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                            isolation_level="read_uncommitted", **options)
+    await stable.start()
+    await ends.start()
+    try:
+        existing = await stable.topics()
+        tps = [tp for topic in sorted(set(topics) & existing)
+               for tp in await _partitions_of(stable, topic)]
+        if not tps:
+            return []
+        # The high watermarks first: a transaction begun after them starts at or above
+        # them, so only one already open then (and still open) keeps a LSO below.
+        high = await ends.end_offsets(tps)
+        lso = await stable.end_offsets(tps)
+        return [(tp.topic, tp.partition) for tp in tps if lso[tp] < high[tp]]
+    finally:
+        await stable.stop()
+        await ends.stop()
+
+
 async def read_changelog(bootstrap: str, topic: str, *, timeout: float = 30.0,
                          client_options: Mapping[str, Any] | None = None
                          ) -> dict[bytes, bytes]:
     """Fold a changelog topic: its committed records, tombstones deleting."""
-    contents: dict[bytes, bytes] = {}
     read = await read_topic(bootstrap, topic, timeout=timeout, to_stable=True,
                             client_options=client_options)
-    for record in read.all():
+    return fold_changelog(read.all())
+
+
+def fold_changelog(records: Iterable[Record]) -> dict[bytes, bytes]:
+    """The last value of each key of ``records`` (in order), tombstones deleting."""
+    contents: dict[bytes, bytes] = {}
+    for record in records:
         if record.key is None:
             continue
         if record.value is None:

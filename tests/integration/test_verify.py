@@ -84,3 +84,47 @@ async def test_the_chaos_topics_keep_the_2023_timestamps_of_the_inputs(
     finally:
         await admin.close()
     assert {n: found[n]["retention.ms"] for n in names} == dict.fromkeys(names, "-1")
+
+
+async def test_the_comparison_waits_for_a_replaced_instance_s_open_transaction(
+        kafka_bootstrap: str) -> None:
+    """A worker killed and restarted on an empty data directory gets a new transactional
+    id: its open transaction stays open until the broker's ``transaction_timeout``, and
+    a read_committed reader sees nothing after its first record until then. The dead
+    letters of the whole run sat behind one (CI, stop 21): verify read the dead-letter
+    topic up to it, found none, and called the app not exactly once. Verify must wait for
+    every topic it compares, not only the ones the workers consume."""
+    import uuid
+
+    from aiokafka import AIOKafkaProducer
+
+    from eoflow._transport import kit
+    from eoflow._verify import _drained, _snapshot, create_chaos_topics
+    from tests.integration.verify_apps import windowed as app
+
+    namespace = f"verify-{uuid.uuid4().hex[:8]}"
+    await create_chaos_topics(app, kafka_bootstrap, namespace, {})
+    dlq = f"{namespace}.{app.settings.dlq_topic}"
+    await kit.create_topics(kafka_bootstrap, {dlq: 1})  # as a worker does
+    replaced = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap,
+                                transactional_id=f"{namespace}-w1")
+    survivor = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap,
+                                transactional_id=f"{namespace}-w2")
+    await replaced.start()
+    await survivor.start()
+    try:
+        await replaced.begin_transaction()
+        await replaced.send_and_wait(dlq, b'{"id":49}', key=b"c1",
+                                     headers=[("eoflow.topic", f"{namespace}.orders".encode())])
+        async with survivor.transaction():
+            await survivor.send_and_wait(dlq, b'{"id":149}', key=b"c1", headers=[
+                ("eoflow.topic", f"{namespace}.orders".encode())])
+        with pytest.raises(TimeoutError, match=r"dlq\[0\] \(open transaction\)"):
+            await _drained(app, kafka_bootstrap, namespace, timeout=3)
+        await replaced.abort_transaction()  # what the broker does after transaction_timeout
+        await _drained(app, kafka_bootstrap, namespace, timeout=30)
+        snapshot = await _snapshot(app, kafka_bootstrap, namespace)
+    finally:
+        await replaced.stop()
+        await survivor.stop()
+    assert snapshot["topic dead letters"] == {"orders": ["b'c1'=b'{\"id\":149}'"]}
