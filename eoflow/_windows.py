@@ -159,13 +159,23 @@ class Hopping(WindowSpec):
             raise ConfigurationError(
                 f"hopping window step {self.step:g}s is larger than its size {self.size:g}s: "
                 "some events would fall in no window")
+        self._lo = self._hi = 0.0  # the times the previous call's windows hold
+        self._last: list[Window] = []
 
     def windows(self, t: float) -> list[Window]:
+        if self._lo <= t < self._hi:  # between the same starts and ends as the last call
+            return list(self._last)
         last = math.floor(t / self.step) * self.step
         first = math.floor((t - self.size) / self.step + 1) * self.step
         count = round((last - first) / self.step) + 1
-        return [Window(first + i * self.step, first + i * self.step + self.size)
-                for i in range(count) if first + i * self.step <= t]
+        found = [Window(first + i * self.step, first + i * self.step + self.size)
+                 for i in range(count) if first + i * self.step <= t]
+        if found:  # the same windows hold every time from the newest start (and the end
+            # of the window before the oldest) to the next start (and the oldest's end)
+            self._lo = max(found[-1].start, found[0].start - self.step + self.size)
+            self._hi = min(found[-1].start + self.step, found[0].end)
+            self._last = found
+        return list(found)
 
 
 class Session(WindowSpec):
@@ -240,7 +250,11 @@ def unpack_sessions(raw: bytes | None) -> list[tuple[int, int]]:
 
 def window_key(key: bytes, window: Window) -> bytes:
     """The store and changelog key of ``key`` in ``window`` (ordered by window end)."""
-    return _WINDOW + _BOUNDS.pack(_ms(window.end), _ms(window.start)) + key
+    prefix = window.__dict__.get("_prefix")
+    if prefix is None:  # once per Window object: the specs hand out the same one per slot
+        prefix = window.__dict__["_prefix"] = _WINDOW + _BOUNDS.pack(_ms(window.end),
+                                                                     _ms(window.start))
+    return prefix + key
 
 
 def window_key_ms(key: bytes, end_ms: int, start_ms: int) -> bytes:
@@ -446,9 +460,10 @@ class WindowSet(Generic[KT, VT]):
         return event_time(event, self.table.relative_field)
 
     def _apply(self, change: Callable[[Any], Any]) -> WindowSet[KT, VT]:
-        event = self._event("writing")
-        t = self._time(event)
+        event = current_event.get() or self._event("writing")
         windowed = self.table
+        field = windowed.relative_field
+        t = event.timestamp / 1000 if field is None else event_time(event, field)
         runtime = windowed.table._backend()
         partition = runtime.partition_of(windowed.name, event)
         key = windowed.table.key_codec.dumps(self.key)
@@ -538,24 +553,27 @@ class WindowSet(Generic[KT, VT]):
 
     # -- reads -------------------------------------------------------------------------
     def _read(self, t: float, window: Window | None = None) -> Any:
-        event = self._event("reading")
+        event = current_event.get() or self._event("reading")
         windowed = self.table
-        runtime = windowed.table._backend()
+        table = windowed.table
+        runtime = table._backend()
         partition = runtime.partition_of(windowed.name, event)
-        key = windowed.table.key_codec.dumps(self.key)
-        if window is None and isinstance(windowed.spec, Session):
-            window = self._session_at(runtime, partition, key, t)
-            if window is None:
-                return windowed.table._default()
-        window = window or windowed.spec.current(t)
-        if isinstance(windowed.spec, Sliding):
-            return windowed.sliding_value(
-                lambda stored: runtime.get(windowed.name, partition, stored), key, self.key,
-                _ms(window.start), _ms(window.end))
-        raw = runtime.get(windowed.name, partition, window_key(key, window))
+        key = table.key_codec.dumps(self.key)
+        spec = windowed.spec
+        if spec.indexed:
+            if window is None and isinstance(spec, Session):
+                window = self._session_at(runtime, partition, key, t)
+                if window is None:
+                    return table._default()
+            window = window or spec.current(t)
+            if isinstance(spec, Sliding):
+                return windowed.sliding_value(
+                    lambda stored: runtime.get(windowed.name, partition, stored), key,
+                    self.key, _ms(window.start), _ms(window.end))
+        raw = runtime.get(windowed.name, partition, window_key(key, window or spec.current(t)))
         if raw is None:
-            return windowed.table._default()
-        return windowed.table.value_codec.loads(raw)
+            return table._default()
+        return table.value_codec.loads(raw)
 
     def current(self) -> Any:
         """The value in the (newest) window of the current event's time."""

@@ -208,9 +208,9 @@ class TableManager:
         before = self._stream_time_ms(overlay)
         now = round(t * 1000)
         if before is None or now > before:
-            self._check_writer(windowed.name, STREAM_TIME_KEY)
-            overlay.set(STREAM_TIME_KEY, str(now).encode())
-            overlay.stream_ms = now
+            # Its record is written at the flush (flush): once per interval, not per event.
+            # The caller writes the event's window next, which checks the writer.
+            overlay.stream_ms, overlay.stream_moved = now, True
             closes, expires = self._ends_passed(windowed, overlay, before, now)
             if closes or expires:
                 self._defer(windowed, lambda: self._close_and_expire(
@@ -432,6 +432,9 @@ class TableManager:
         flushed: list[Flushed] = []
         for (table, partition), overlay in sorted(self._overlays.items(),
                                                   key=lambda item: item[0]):
+            if overlay.stream_moved:
+                overlay.set(STREAM_TIME_KEY, str(overlay.stream_ms).encode())
+                overlay.stream_moved = False
             if not overlay.has_writes:
                 continue
             overlay.prepare()

@@ -59,10 +59,13 @@ class Overlay:
         #: close or expire: a hint the table runtime keeps so that most events skip the
         #: range read. None: unknown (read). Forgotten with the pending writes.
         self.due_ms: int | None = None
-        #: The partition's stream time (ms) as the table runtime last read or wrote it
-        #: (its store key is written alongside); None: read it. Forgotten with the pending
-        #: writes, so it never outlives the transaction it was written in.
+        #: The partition's stream time (ms) as the table runtime last read or moved it;
+        #: None: read it. Forgotten with the pending writes, so it never outlives the
+        #: transaction it was moved in.
         self.stream_ms: int | None = None
+        #: Whether ``stream_ms`` moved in this transaction: the table runtime writes its
+        #: record once, when the interval flushes, not on every event that moves it.
+        self.stream_moved = False
 
     def __repr__(self) -> str:
         return f"Overlay({len(self._pending)} pending, store={self._store!r})"
@@ -158,6 +161,7 @@ class Overlay:
         self.state = OverlayState.OPEN
         self.due_ms = None
         self.stream_ms = None
+        self.stream_moved = False
 
     def commit_to_store(self) -> None:
         """Apply the pending writes and the last changelog offset in one atomic batch.

@@ -31,6 +31,27 @@ def test_hopping_windows_overlap() -> None:
     assert Hopping(10, 10).windows(5) == Tumbling(10).windows(5)
 
 
+@pytest.mark.parametrize(("size", "step"), [(60, 20), (1, 0.5), (1, 0.3), (10, 7), (5, 5)])
+def test_a_spec_called_again_gives_the_windows_of_a_fresh_one(size: float,
+                                                              step: float) -> None:
+    """The specs keep the previous call's windows for the times they still hold: every
+    answer equals a fresh spec's, and holds exactly the windows ``[start, end)`` around
+    the time, under times that go back and forth across starts and ends."""
+    import random
+
+    rng = random.Random(size * 100 + step)
+    kept_hopping, kept_tumbling = Hopping(size, step), Tumbling(size)
+    t = 1000.0
+    for _ in range(3000):
+        t = max(0.0, t + rng.choice([rng.uniform(-step, step), rng.uniform(0, step / 50),
+                                     round(rng.uniform(-2, 2)) * step, 0.0]))
+        expected = Hopping(size, step).windows(t)
+        assert kept_hopping.windows(t) == expected
+        assert all(w.start <= t < w.end for w in expected)
+        assert expected[0].start - step + size <= t < expected[-1].start + step
+        assert kept_tumbling.windows(t) == Tumbling(size).windows(t)
+
+
 @pytest.mark.parametrize(("make", "message"), [
     (lambda: Tumbling(0), "positive"),
     (lambda: Tumbling(-5), "positive"),
