@@ -30,6 +30,7 @@ from eoflow._transport.kit import (
     TopicRead,
     create_topics,
     delete_topics,
+    open_transactions,
     produce,
     read_changelog,
     read_committed,
@@ -40,9 +41,9 @@ from eoflow._transport.kit import (
 
 __all__ = [
     "AgentTestContext", "Crashed", "ManualClock", "Output", "Record", "TestDriver",
-    "TopicRead", "create_topics", "delete_topics", "produce", "read_changelog",
-    "read_committed", "read_topic", "restore_partition", "running", "send_one", "tail",
-    "wait_for_records",
+    "TopicRead", "create_topics", "delete_topics", "open_transactions", "produce",
+    "read_changelog", "read_committed", "read_topic", "restore_partition", "running",
+    "send_one", "tail", "wait_for_records",
 ]
 
 
