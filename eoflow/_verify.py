@@ -405,10 +405,24 @@ async def _snapshot(app: App, bootstrap: str, namespace: str,
     nothing may stop short of it: that raises rather than compare a part)."""
     snapshot: Snapshot = {}
     options = app.settings.client_options
+    existing = await kit.existing_topics(bootstrap, client_options=options)
+
+    async def read_whole(topic: str) -> list[kit.Record]:
+        """``topic`` read_committed to its high watermark; none for a topic the run never
+        created (compared empty)."""
+        if topic not in existing:
+            return []
+        read = await kit.read_topic(bootstrap, topic, timeout=30, client_options=options)
+        if read.unfinished:
+            raise TimeoutError(f"reading {topic!r} read_committed stopped short of its end "
+                               f"(partition: (position, high watermark)) {read.unfinished}:"
+                               " a transaction is still open on it")
+        return read.all()
+
     for name, topic in sorted(app.topics.items()):
         if name in ignored:
             continue
-        records = await _read_whole(bootstrap, f"{namespace}.{name}", options)
+        records = await read_whole(f"{namespace}.{name}")
         snapshot[f"topic {name}"] = _group(
             (None if r.key is None else topic.key_codec.loads(r.key),
              None if r.value is None else topic.value_codec.loads(r.value))
@@ -417,32 +431,17 @@ async def _snapshot(app: App, bootstrap: str, namespace: str,
         if name in ignored:
             continue
         contents: dict[Any, Any] = {}
-        records = await _read_whole(bootstrap,
-                                    f"{namespace}.{app.settings.changelog_topic(name)}", options)
+        records = await read_whole(f"{namespace}.{app.settings.changelog_topic(name)}")
         for key, value in kit.fold_changelog(records).items():
             decoded = table.decode_changelog(key, value)
             if decoded is not None:
                 contents[decoded[0]] = decoded[1]
         snapshot[f"table {name}"] = {repr(k): [repr(v)]
                                      for k, v in sorted(contents.items(), key=repr)}
-    records = await _read_whole(bootstrap, f"{namespace}.{app.settings.dlq_topic}", options)
+    records = await read_whole(f"{namespace}.{app.settings.dlq_topic}")
     snapshot[f"topic {DEAD_LETTERS}"] = _dead_letters(
         ((r.key, r.value, r.headers) for r in records), f"{namespace}.")
     return snapshot
-
-
-async def _read_whole(bootstrap: str, topic: str,
-                      options: Mapping[str, Any]) -> list[kit.Record]:
-    """``topic`` read_committed to its high watermark; none for a topic the run never
-    created (compared empty)."""
-    if topic not in await kit.existing_topics(bootstrap, client_options=options):
-        return []
-    read = await kit.read_topic(bootstrap, topic, timeout=30, client_options=options)
-    if read.unfinished:
-        raise TimeoutError(f"reading {topic!r} read_committed stopped short of its end "
-                           f"(partition: (position, high watermark)) {read.unfinished}: "
-                           "a transaction is still open on it")
-    return read.all()
 
 
 def _compare(expected: Snapshot, got: Snapshot, unordered: bool,
