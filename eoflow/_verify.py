@@ -43,6 +43,7 @@ from typing import Any
 from eoflow._app import NAMESPACE_ENV, App
 from eoflow._driver import TestDriver
 from eoflow._transport import kit
+from eoflow._transport.admin import list_topics
 from eoflow.errors import ConfigurationError
 
 __all__ = ["Report", "load_inputs", "verify"]
@@ -405,7 +406,7 @@ async def _snapshot(app: App, bootstrap: str, namespace: str,
     nothing may stop short of it: that raises rather than compare a part)."""
     snapshot: Snapshot = {}
     options = app.settings.client_options
-    existing = await kit.existing_topics(bootstrap, client_options=options)
+    existing = await list_topics(bootstrap, client_options=options)
 
     async def read_whole(topic: str) -> list[kit.Record]:
         """``topic`` read_committed to its high watermark; none for a topic the run never

@@ -20,8 +20,8 @@ from aiokafka.structs import TopicPartition
 from eoflow._security import client_kwargs, credentials_from_env
 from eoflow.errors import TransportError
 
-__all__ = ["Record", "TopicRead", "create_topics", "delete_topics", "existing_topics",
-           "fold_changelog", "group_offsets", "open_transactions", "produce", "read_changelog",
+__all__ = ["Record", "TopicRead", "create_topics", "delete_topics", "fold_changelog",
+           "group_offsets", "open_transactions", "produce", "read_changelog",
            "read_committed", "read_topic", "send_one", "tail"]
 
 
@@ -191,18 +191,6 @@ async def read_committed(bootstrap: str, topic: str, *, timeout: float = 30.0,
         raise TimeoutError(f"reading {topic!r} did not reach its end offsets "
                            f"{read.unfinished}")
     return read.all()
-
-
-async def existing_topics(bootstrap: str, *,
-                          client_options: Mapping[str, Any] | None = None) -> set[str]:
-    """The names of the topics on the cluster."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                **_options(client_options))
-    await consumer.start()
-    try:
-        return set(await consumer.topics())
-    finally:
-        await consumer.stop()
 
 
 async def open_transactions(bootstrap: str, topics: Iterable[str], *,
