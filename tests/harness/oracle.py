@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from eoflow._state import RocksDBPartitionStore, StoreIdentity, store_path
-from eoflow._state.rocksdb import read_identity
+from eoflow._state.rocksdb import _IDENTITY_KEY, _META_CF, _open_db, read_identity
 from eoflow._transport.kit import group_offsets
 from eoflow.testing import Record, TopicRead, read_topic, restore_partition
 
@@ -283,7 +283,7 @@ def live_stores(datadirs: Iterable[Path], partitions: Sequence[int]
     for datadir in datadirs:
         for p in partitions:
             path = store_path(datadir, "aggs", p)
-            if not (path / "CURRENT").is_file():
+            if not (path / "CURRENT").is_file() or _creation_interrupted(path):
                 continue
             store = RocksDBPartitionStore.open(path, read_identity(path))
             try:
@@ -293,6 +293,24 @@ def live_stores(datadirs: Iterable[Path], partitions: Sequence[int]
             finally:
                 store.close()
     return best
+
+
+def _creation_interrupted(path: Path) -> bool:
+    """A store a kill -9 cut between creating its database and writing its identity: no
+    identity and no data. The runtime wipes it on open (``open_or_rebuild``), so it holds
+    nothing to check. Data without an identity is corruption: :func:`read_identity`
+    raises for it."""
+    db = _open_db(path)
+    try:
+        meta = db.get_column_family(_META_CF)
+        try:
+            if meta.get(_IDENTITY_KEY) is not None:
+                return False
+        finally:
+            meta.close()
+        return next(iter(db.keys()), None) is None
+    finally:
+        db.close()
 
 
 async def check(bootstrap: str, topics: Topics, planned: Sequence[Input] = (),
