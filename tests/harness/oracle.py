@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from eoflow._state import RocksDBPartitionStore, StoreIdentity, store_path
-from eoflow._state.rocksdb import _IDENTITY_KEY, _META_CF, _open_db, read_identity
+from eoflow._state.rocksdb import _open_db, read_identity
 from eoflow._transport.kit import group_offsets
+from eoflow.errors import StoreCorruptError
 from eoflow.testing import Record, TopicRead, read_topic, restore_partition
 
 from . import atomicity
@@ -283,9 +284,15 @@ def live_stores(datadirs: Iterable[Path], partitions: Sequence[int]
     for datadir in datadirs:
         for p in partitions:
             path = store_path(datadir, "aggs", p)
-            if not (path / "CURRENT").is_file() or _creation_interrupted(path):
+            if not (path / "CURRENT").is_file():
                 continue
-            store = RocksDBPartitionStore.open(path, read_identity(path))
+            try:
+                identity = read_identity(path)
+            except StoreCorruptError:
+                if _holds_no_data(path):
+                    continue
+                raise
+            store = RocksDBPartitionStore.open(path, identity)
             try:
                 offset = store.changelog_offset if store.changelog_offset is not None else -1
                 if p not in best or offset > best[p][0]:
@@ -295,19 +302,13 @@ def live_stores(datadirs: Iterable[Path], partitions: Sequence[int]
     return best
 
 
-def _creation_interrupted(path: Path) -> bool:
-    """A store a kill -9 cut between creating its database and writing its identity: no
-    identity and no data. The runtime wipes it on open (``open_or_rebuild``), so it holds
-    nothing to check. Data without an identity is corruption: :func:`read_identity`
-    raises for it."""
+def _holds_no_data(path: Path) -> bool:
+    """Whether the store at ``path``, which has no identity record, holds no data either:
+    a kill -9 cut its creation between the database and the identity. The runtime wipes
+    it on open (``open_or_rebuild``), so it holds nothing to check. Data without an
+    identity is corruption (eoflow writes the identity first)."""
     db = _open_db(path)
     try:
-        meta = db.get_column_family(_META_CF)
-        try:
-            if meta.get(_IDENTITY_KEY) is not None:
-                return False
-        finally:
-            meta.close()
         return next(iter(db.keys()), None) is None
     finally:
         db.close()
