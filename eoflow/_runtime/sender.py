@@ -227,7 +227,7 @@ class Sender:
         async with self._lock:
             interval = self.interval
             try:
-                await interval.batches.flush()
+                await interval.batches.hand_over_open()
             except TransportError as exc:
                 interval.poison(exc)
                 self._on_failure(exc, False)

@@ -184,11 +184,30 @@ class OutputBatches:
             check_partition(topic, partition, self._partitioner.counts[topic])
         return (topic, partition), size, limit
 
+    @property
+    def open_count(self) -> int:
+        """Batches not handed to the producer yet."""
+        return len(self._open)
+
     async def flush(self) -> None:
-        """Hand every open batch to the producer (the commit barrier calls this)."""
+        """Hand every open batch to the producer, until none is open (the commit calls
+        this after its barrier, when nothing adds records any more)."""
         while self._open:
             tp, open_batch = self._open.popitem()
             await self._submit(tp, open_batch)
+
+    async def hand_over_open(self) -> None:
+        """Hand the batches open now to the producer; batches opened meanwhile wait.
+
+        The linger tick calls this while agents run. The producer takes a partition's
+        batch only once its previous one is on the wire, and an agent under load opens
+        new batches during that wait: "until none is open" would not end before the agent
+        ran out of events, and the commit waiting behind the tick would come late.
+        """
+        for tp in list(self._open):
+            open_batch = self._open.pop(tp, None)
+            if open_batch is not None:
+                await self._submit(tp, open_batch)
 
     async def _submit(self, tp: tuple[str, int], open_batch: _Open) -> None:
         try:
