@@ -40,6 +40,19 @@ log = logging.getLogger(__name__)
 
 #: How long an output may wait in an open batch before it is handed to the producer.
 OUTPUT_LINGER = 0.01
+#: Share of ``commit_interval`` an interval stays open at least, however long the commit
+#: before it took (else a slow commit is followed by commits back to back).
+MIN_OPEN_SHARE = 0.5
+
+
+def next_commit_due(began: float | None, ended: float, interval: float) -> float:
+    """When the next commit is due (monotonic seconds): ``interval`` after the last commit
+    began, as Kafka Streams counts it, so the commit's own round trips do not stretch
+    every interval; but at least ``MIN_OPEN_SHARE`` of an interval after it ended.
+    ``began`` is None before the first commit."""
+    if began is None:
+        return ended + interval
+    return max(began + interval, ended + MIN_OPEN_SHARE * interval)
 
 
 def load_instance_id(datadir: Path, app_id: str) -> str:
@@ -274,8 +287,10 @@ class Worker:
         """Commit every ``commit_interval``; abort on failure; final commit on stop."""
         committer, dispatcher, rebalance = self.committer, self._dispatcher, self.rebalance
         assert committer is not None and dispatcher is not None and rebalance is not None
+        began: float | None = None
         while True:
-            stopping = await self._wait_tick(committer)
+            due = next_commit_due(began, time.monotonic(), self.settings.commit_interval)
+            stopping = await self._wait_tick(committer, due)
             if committer.fatal is not None:
                 raise committer.fatal
             if stopping:
@@ -285,20 +300,21 @@ class Worker:
             async with committer.lock:
                 if stopping:  # the final commit must not reopen dispatch behind it
                     dispatcher.hold()
+                began = time.monotonic()
                 await committer.finish(rewind=True)
             if stopping:
                 self.state.to(WorkerState.STOPPING)
                 return
 
-    async def _wait_tick(self, committer: Committer) -> bool:
-        """Wait for the next commit, a stop or an abort request; True when stopping.
+    async def _wait_tick(self, committer: Committer, deadline: float) -> bool:
+        """Wait for the next commit (due at ``deadline``), a stop or an abort request; True
+        when stopping.
 
         Meanwhile the open output batches go to the producer every ``OUTPUT_LINGER``: at
         least once, outputs become visible when acknowledged and must not wait for the
         commit; exactly once, they stay invisible until EndTxn, but sending them during
         the interval leaves the barrier only the last few milliseconds to flush.
         """
-        deadline = time.monotonic() + self.settings.commit_interval
         sender = self._sender
         assert sender is not None
         while True:
