@@ -193,8 +193,7 @@ class OutputBatches:
         """Hand every open batch to the producer, until none is open (the commit calls
         this after its barrier, when nothing adds records any more)."""
         while self._open:
-            tp, open_batch = self._open.popitem()
-            await self._submit(tp, open_batch)
+            await self.hand_over_open()
 
     async def hand_over_open(self) -> None:
         """Hand the batches open now to the producer; batches opened meanwhile wait.
