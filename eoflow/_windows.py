@@ -37,6 +37,7 @@ An event older than stream time minus ``grace`` is late.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import struct
@@ -65,6 +66,8 @@ WINDOWS_END = b"X"
 #: Session tables keep, per key, the bounds of its sessions (``S`` + key -> bounds).
 _SESSIONS = b"S"
 _BOUNDS = struct.Struct(">QQ")
+#: Key types whose encoding a window read may reuse within one event.
+_IMMUTABLE_KEYS = frozenset({str, bytes, int})
 
 Seconds = float | int | timedelta
 Merge = Callable[[Any, Any], Any]
@@ -124,13 +127,28 @@ class WindowSpec:
         return self.windows(t)[-1]
 
     def ends_between(self, low_ms: int, high_ms: int) -> bool:
-        """Whether some window ends in ``(low_ms, high_ms]`` (ms). Window ends are
-        ``size + k * step``; when those are not whole milliseconds, answers True (scan)."""
+        """Whether some window ends in ``(low_ms, high_ms]`` (ms)."""
+        after = self.end_after(low_ms)
+        return after is None or after <= high_ms
+
+    @functools.cached_property
+    def _grid(self) -> tuple[int, int] | None:
+        """``(step, offset)`` in ms: window ends are ``offset + k * step``; None when they
+        are not whole milliseconds."""
         step, size = self.step * 1000, self.size * 1000
         if abs(step - round(step)) > 1e-6 or abs(size - round(size)) > 1e-6:
-            return True
-        step_ms, offset = round(step), round(size) % round(step)
-        return (high_ms - offset) // step_ms > (low_ms - offset) // step_ms
+            return None
+        return round(step), round(size) % round(step)
+
+    def end_after(self, low_ms: int) -> int | None:
+        """The first window end (ms) strictly after ``low_ms``. Window ends are
+        ``size + k * step``; None when those are not whole milliseconds (then any time
+        may be one: callers scan)."""
+        grid = self._grid
+        if grid is None:
+            return None
+        step_ms, offset = grid
+        return ((low_ms - offset) // step_ms + 1) * step_ms + offset
 
 
 class Tumbling(WindowSpec):
@@ -193,8 +211,8 @@ class Session(WindowSpec):
     def windows(self, t: float) -> list[Window]:
         return [Window(t, t)]  # the event's own session, before it joins its neighbours
 
-    def ends_between(self, low_ms: int, high_ms: int) -> bool:
-        return True  # a session ends at any event's time (the runtime keeps a due hint)
+    def end_after(self, low_ms: int) -> int | None:
+        return None  # a session ends at any event's time (the runtime keeps a due hint)
 
     def describe(self) -> str:
         return f"session gap={self.gap:g}s"
@@ -225,8 +243,8 @@ class Sliding(WindowSpec):
     def current(self, t: float) -> Window:
         return Window(t - self.size, t)
 
-    def ends_between(self, low_ms: int, high_ms: int) -> bool:
-        return True  # contributions sit at any event's time (the runtime keeps a due hint)
+    def end_after(self, low_ms: int) -> int | None:
+        return None  # contributions sit at any event's time (the runtime keeps a due hint)
 
     def describe(self) -> str:
         return f"sliding size={self.size:g}s"
@@ -314,6 +332,8 @@ class WindowedTable(Generic[KT, VT]):
                  on_late: LateHook | None = None, merge: Merge | None = None) -> None:
         self.table = table
         self.spec = spec
+        #: The table's name (an attribute: read several times per event).
+        self.name = table.name
         #: Combines the values of sessions an event joins (session tables), the
         #: contributions inside a window (sliding tables).
         self.merge: Merge = merge or operator.add
@@ -330,10 +350,9 @@ class WindowedTable(Generic[KT, VT]):
         self.relative_field: Callable[[Any], Any] | None = None
         #: Events not applied because every window holding them was closed.
         self.late = 0
-
-    @property
-    def name(self) -> str:
-        return self.table.name
+        #: ``(event, key, runtime, partition, encoded key)`` of the last key written or
+        #: read (see ``WindowSet._target``).
+        self._memo: tuple[Any, Any, Any, int, bytes] | None = None
 
     # -- relative_to --------------------------------------------------------------------
     def _with(self, relative_to: str, field: Callable[[Any], Any] | None = None
@@ -459,13 +478,27 @@ class WindowSet(Generic[KT, VT]):
     def _time(self, event: Event[Any, Any]) -> float:
         return event_time(event, self.table.relative_field)
 
+    def _target(self, event: Event[Any, Any]) -> tuple[Any, int, bytes]:
+        """``(runtime, partition, encoded key)`` of this key for ``event``. Worked out once
+        per event and key: ``table[k] += 1`` and the reads after it all need them."""
+        windowed = self.table
+        memo = windowed._memo
+        key = self.key
+        if (memo is not None and memo[0] is event and type(memo[1]) is type(key)
+                and memo[1] == key):  # the type too: 1 == True, but not as JSON
+            return memo[2], memo[3], memo[4]
+        runtime = windowed.table._backend()
+        partition = runtime.partition_of(windowed.name, event)
+        encoded = windowed.table.key_codec.dumps(key)
+        if type(key) in _IMMUTABLE_KEYS:  # a key changed in place would keep a stale encoding
+            windowed._memo = (event, key, runtime, partition, encoded)
+        return runtime, partition, encoded
+
     def _apply(self, change: Callable[[Any], Any]) -> WindowSet[KT, VT]:
         event = current_event.get() or self._event("writing")
         windowed = self.table
         t = event_time(event, windowed.relative_field)
-        runtime = windowed.table._backend()
-        partition = runtime.partition_of(windowed.name, event)
-        key = windowed.table.key_codec.dumps(self.key)
+        runtime, partition, key = self._target(event)
         open_windows = runtime.window_advance(windowed, partition, t,
                                               windowed.spec.windows(t))
         if not open_windows:
@@ -555,9 +588,7 @@ class WindowSet(Generic[KT, VT]):
         event = current_event.get() or self._event("reading")
         windowed = self.table
         table = windowed.table
-        runtime = table._backend()
-        partition = runtime.partition_of(windowed.name, event)
-        key = table.key_codec.dumps(self.key)
+        runtime, partition, key = self._target(event)
         spec = windowed.spec
         if spec.indexed:
             if window is None and isinstance(spec, Session):

@@ -211,11 +211,17 @@ class TableManager:
             # Its record is written at the flush (flush): once per interval, not per event.
             # The caller writes the event's window next, which checks the writer.
             overlay.stream_ms, overlay.stream_moved = now, True
-            closes, expires = self._ends_passed(windowed, overlay, before, now)
-            if closes or expires:
-                self._defer(windowed, lambda: self._close_and_expire(
-                    windowed, partition, before, now, closes=closes, expires=expires))
-        stream_ms = max(now, before or now)
+            # Most moves pass no window end: the due hint says when the next one may.
+            if before is None or overlay.due_ms is None or overlay.due_ms <= now:
+                closes, expires = self._ends_passed(windowed, overlay, before, now)
+                if closes or expires:
+                    self._defer(windowed, lambda: self._close_and_expire(
+                        windowed, partition, before, now, closes=closes, expires=expires))
+                if not windowed.spec.indexed:
+                    overlay.due_ms = self._grid_due(windowed, now)
+            stream_ms = now
+        else:
+            stream_ms = before
         grace_ms = windowed.grace * 1000
         if windowed.spec.inclusive_end:  # a session's end is an event's time (in ms)
             return [w for w in windows if round(w.end * 1000 + grace_ms) >= stream_ms]
@@ -241,6 +247,24 @@ class TableManager:
         return (windowed.on_window_close is not None
                 and spec.ends_between(before - grace, now - grace),
                 spec.ends_between(before - expires, now - expires))
+
+    @staticmethod
+    def _grid_due(windowed: WindowedTable[Any, Any], now: int) -> int | None:
+        """The stream time (ms) from which a move passes the next window end plus
+        ``expires`` (or plus ``grace``, with a close hook): until then no window closes
+        or expires. None when window ends are not whole milliseconds (every move looks)."""
+        spec = windowed.spec
+        expires = round(windowed.expires * 1000)
+        first = spec.end_after(now - expires)
+        if first is None:
+            return None
+        due = first + expires
+        if windowed.on_window_close is not None:
+            grace = round(windowed.grace * 1000)
+            closing = spec.end_after(now - grace)
+            assert closing is not None  # the same grid as ``first``
+            due = min(due, closing + grace)
+        return due
 
     def window_late(self, windowed: WindowedTable[Any, Any], key: Any, change: Any,
                     event: Event[Any, Any]) -> None:

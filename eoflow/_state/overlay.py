@@ -55,9 +55,9 @@ class Overlay:
         self._pending: dict[bytes, bytes | _Tombstone] = {}
         self._last_offset: int | None = None
         self.state = OverlayState.OPEN
-        #: The earliest stream time (ms) at which a session window of this partition may
-        #: close or expire: a hint the table runtime keeps so that most events skip the
-        #: range read. None: unknown (read). Forgotten with the pending writes.
+        #: The earliest stream time (ms) at which a window of this partition may close or
+        #: expire: a hint the table runtime keeps so that most events skip the check (and
+        #: the range read). None: unknown (look). Forgotten with the pending writes.
         self.due_ms: int | None = None
         #: The partition's stream time (ms) as the table runtime last read or moved it;
         #: None: read it. Forgotten with the pending writes, so it never outlives the

@@ -255,3 +255,64 @@ def test_whether_a_move_of_stream_time_passes_a_window_end() -> None:
     assert not hopping.ends_between(25_000, 34_999)
     assert hopping.ends_between(34_999, 35_000)
     assert Tumbling(1 / 3).ends_between(0, 1)  # ends not on whole ms: always scan
+
+
+@pytest.mark.parametrize(("size", "step", "grace", "expires", "hook"), [
+    (10, 10, 0, 10, False), (10, 10, 3, 25, True), (25, 10, 0.5, 40, True),
+    (1, 0.5, 0, 10, False), (1, 0.5, 0.25, 2, True), (1 / 3, 1 / 3, 0, 1, True)])
+def test_the_due_hint_never_skips_a_move_that_closes_or_expires(
+        size: float, step: float, grace: float, expires: float, hook: bool) -> None:
+    """Stream time moves skip the close/expiry check while they stay below the hint the
+    runtime keeps (``_grid_due``, recomputed only at moves it lets through): every move
+    that passes a window end plus grace (with a close hook) or plus expires must be let
+    through, under random moves of random sizes."""
+    import random
+
+    from eoflow._runtime.tables import TableManager
+    from eoflow._state.memory import MemoryPartitionStore
+    from eoflow._state.overlay import Overlay
+    from eoflow._windows import WindowedTable
+
+    app = eoflow.App("due", broker="kafka://localhost:1")
+    spec = Tumbling(size) if size == step else Hopping(size, step)
+    windowed = WindowedTable(app.Table("t", default=int), spec, grace=grace, expires=expires,
+                             on_window_close=(lambda k, w, v: None) if hook else None)
+    overlay = Overlay(MemoryPartitionStore.__new__(MemoryPartitionStore))
+    rng = random.Random(7)
+    now, due, let_through = 1_000_000, None, 0
+    for _ in range(20_000):
+        before, now = now, now + rng.choice([1, 7, 50, 333, 999, 1_000, 4_000])
+        passes = TableManager._ends_passed(windowed, overlay, before, now)
+        if due is not None and now < due:
+            assert passes == (False, False), (before, now, due)
+        else:
+            let_through += 1
+            due = TableManager._grid_due(windowed, now)
+    assert let_through < 20_000 or spec.end_after(0) is None  # the hint skips most moves
+
+
+
+async def test_keys_equal_in_python_but_not_as_json_stay_apart_in_one_event() -> None:
+    """``1 == True``, and a dict key may be changed in place between two uses in one
+    event: a window write or read must never reuse another key's encoding."""
+    app = eoflow.App("memo", broker="kafka://localhost:1")
+    events = app.topic("ev", value_serializer="json")
+    out = app.topic("out", value_serializer="json")
+    counts = app.Table("counts", default=int).tumbling(60, expires=600)
+
+    @app.agent(events)
+    async def count(stream: Any) -> None:
+        async for _ in stream:
+            counts[1] += 1
+            counts[True] += 10
+            key = {"a": 1}
+            counts[key] += 100
+            key["a"] = 2
+            counts[key] += 1000
+            await out.send(value=[counts[1].current(), counts[True].current(),
+                                  counts[{"a": 1}].current(), counts[key].current()])
+
+    async with TestDriver(app) as driver:
+        await driver.send("ev", "x", timestamp=BASE + 1)
+        await driver.settle()
+        assert [o.value for o in driver.outputs("out")] == [[1, 10, 100, 1000]]
