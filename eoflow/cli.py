@@ -18,7 +18,7 @@ import click
 from eoflow._app import App
 from eoflow.errors import ConfigurationError, EoflowError
 
-__all__ = ["load_app", "main"]
+__all__ = ["load_app", "main", "tune_gc"]
 
 
 def load_app(spec: str) -> App:

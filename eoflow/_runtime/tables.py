@@ -217,7 +217,7 @@ class TableManager:
             overlay.stream_ms, overlay.stream_moved = now, True
             # Most moves pass no window end: the due hint says when the next one may.
             if before is None or overlay.due_ms is None or overlay.due_ms <= now:
-                closes, expires = self._ends_passed(windowed, overlay, before, now)
+                closes, expires = self._ends_passed(windowed, before, now)
                 if closes or expires:
                     self._defer(windowed, lambda: self._close_and_expire(
                         windowed, partition, before, now, closes=closes, expires=expires))
@@ -234,22 +234,19 @@ class TableManager:
         return [w for w in windows if w.end * 1000 + grace_ms > stream_ms]
 
     @staticmethod
-    def _ends_passed(windowed: WindowedTable[Any, Any], overlay: Overlay, before: int | None,
+    def _ends_passed(windowed: WindowedTable[Any, Any], before: int | None,
                      now: int) -> tuple[bool, bool]:
-        """Whether moving stream time from ``before`` to ``now`` (ms) may close windows
-        (with a close hook) and expire windows. Most moves pass no window end: then there
-        is no work at the end of the event, and no range read (a RocksDB seek, a sort of
-        the interval's writes). Sessions and sliding contributions end anywhere: the
-        overlay's due hint says when the next one may close or expire."""
-        if before is None:
-            return windowed.on_window_close is not None, True
+        """Whether moving stream time from ``before`` to ``now`` (ms), a move the due hint
+        let through, may close windows (with a close hook) and expire windows. Most moves
+        pass no window end: then there is no work at the end of the event, and no range
+        read (a RocksDB seek, a sort of the interval's writes). Sessions and sliding
+        contributions end anywhere: for them the hint alone decides."""
+        hook = windowed.on_window_close is not None
         spec = windowed.spec
-        if spec.indexed:
-            due = overlay.due_ms is None or overlay.due_ms <= now
-            return windowed.on_window_close is not None and due, due
+        if before is None or spec.indexed:
+            return hook, True
         grace, expires = round(windowed.grace * 1000), round(windowed.expires * 1000)
-        return (windowed.on_window_close is not None
-                and spec.ends_between(before - grace, now - grace),
+        return (hook and spec.ends_between(before - grace, now - grace),
                 spec.ends_between(before - expires, now - expires))
 
     @staticmethod

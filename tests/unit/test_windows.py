@@ -269,20 +269,17 @@ def test_the_due_hint_never_skips_a_move_that_closes_or_expires(
     import random
 
     from eoflow._runtime.tables import TableManager
-    from eoflow._state.memory import MemoryPartitionStore
-    from eoflow._state.overlay import Overlay
     from eoflow._windows import WindowedTable
 
     app = eoflow.App("due", broker="kafka://localhost:1")
     spec = Tumbling(size) if size == step else Hopping(size, step)
     windowed = WindowedTable(app.Table("t", default=int), spec, grace=grace, expires=expires,
                              on_window_close=(lambda k, w, v: None) if hook else None)
-    overlay = Overlay(MemoryPartitionStore.__new__(MemoryPartitionStore))
     rng = random.Random(7)
     now, due, let_through = 1_000_000, None, 0
     for _ in range(20_000):
         before, now = now, now + rng.choice([1, 7, 50, 333, 999, 1_000, 4_000])
-        passes = TableManager._ends_passed(windowed, overlay, before, now)
+        passes = TableManager._ends_passed(windowed, before, now)
         if due is not None and now < due:
             assert passes == (False, False), (before, now, due)
         else:
