@@ -497,8 +497,7 @@ class WindowSet(Generic[KT, VT]):
     def _apply(self, change: Callable[[Any], Any]) -> WindowSet[KT, VT]:
         event = current_event.get() or self._event("writing")
         windowed = self.table
-        field = windowed.relative_field
-        t = event.timestamp / 1000 if field is None else event_time(event, field)
+        t = event_time(event, windowed.relative_field)
         runtime, partition, key = self._target(event)
         open_windows = runtime.window_advance(windowed, partition, t,
                                               windowed.spec.windows(t))

@@ -39,7 +39,7 @@ from eoflow._stream import Event, current_event, current_stream
 from eoflow._table import Table
 from eoflow._transport.admin import DEFAULT_MAX_MESSAGE_BYTES
 from eoflow._transport.base import SendFuture, TopicPartition
-from eoflow._transport.batching import BATCH_OVERHEAD, check_record_size, record_size
+from eoflow._transport.batching import check_record_size, record_size
 from eoflow._windows import (
     STREAM_TIME_KEY,
     WINDOWS_END,
@@ -140,10 +140,8 @@ class TableManager:
     def set(self, table: str, partition: int, key: bytes, value: bytes | None) -> None:
         self._check_writer(table, key)
         overlay = self._overlay(table, partition)
-        size = record_size(key, value)
-        if size + BATCH_OVERHEAD > self._limits[table]:  # (checked inline: once per write)
-            check_record_size(self._changelogs[table], partition, key, size,
-                              self._limits[table])
+        check_record_size(self._changelogs[table], partition, key, record_size(key, value),
+                          self._limits[table])
         if value is None:
             overlay.delete(key)
         else:
@@ -207,9 +205,7 @@ class TableManager:
         changelog with the data); return the windows of ``windows`` not closed yet. Closing
         and expiring what the move passed runs at the end of the event, inside it."""
         overlay = self._overlay(windowed.name, partition)
-        before = overlay.stream_ms
-        if before is None:
-            before = self._stream_time_ms(overlay)
+        before = self._stream_time_ms(overlay)
         now = round(t * 1000)
         if before is None or now > before:
             # Its record is written at the flush (flush): once per interval, not per event.
