@@ -15,6 +15,7 @@ from typing import Any
 
 from eoflow._faults import fault_point
 from eoflow._settings import Settings
+from eoflow._state import Overlay
 from eoflow._stream import Event
 from eoflow._transport.base import GroupConsumer, GroupMetadata, Producer, TopicPartition
 from eoflow._transport.batching import SentBatch
@@ -80,6 +81,8 @@ class Committer:
         self._consecutive_aborts = 0
         self._blamed_before = 0
         self._abort_requested = asyncio.Event()
+        #: The interval being committed while the next one takes events (steps 2 to 6).
+        self._committing: Interval | None = None
         #: An error that must stop the worker (raised by the control loop).
         self.fatal: BaseException | None = None
 
@@ -145,33 +148,48 @@ class Committer:
 
         1. Barrier: stop dispatch; wait until agents processed every event handed out
            (and sends of tasks they spawned returned), at most until 80% of
-           ``transaction_timeout`` after the interval began.
-        2. Flush: hand over the open output batches, send the tables' changelog records
-           (their overlays refuse writes from now on); await and check every send.
-        3. Offsets: the processed offsets (+1) with the group's generation (KIP-447); an
+           ``transaction_timeout`` after the interval began. Take the offsets; seal the
+           table overlays (the stream time's record written into them); begin the
+           transaction if the interval has not yet.
+        2. Resume: a new interval takes events at once. Its table writes go to overlays
+           stacked on the sealed ones, its records to held batches; its transaction
+           begins once this EndTxn has returned (invariant 10).
+        3. Flush: hand over the interval's output batches, send the sealed overlays'
+           changelog records; await and check every send.
+        4. Offsets: the processed offsets (+1) with the group's generation (KIP-447); an
            interval that consumed nothing sends the assignment's committed offsets, so a
            zombie's transaction is refused all the same.
-        4. Commit: EndTxn(commit) (at-least-once: commit the offsets to the group).
-           Steps 2 to 4 must end within ``transaction_timeout`` of the interval's start.
-        5. Apply: each table overlay and its changelog offset into its store, one batch.
-        6. Resume: a new interval; reopen dispatch; its transaction begins with the next
-           event.
-        Any failure raises; the caller then calls :meth:`abort` (see :meth:`finish`).
+        5. Commit: EndTxn(commit) (at-least-once: commit the offsets to the group). Steps
+           3 to 5 must end within ``transaction_timeout`` of the interval's start. The
+           next interval may begin now; its held batches go to the producer.
+        6. Apply: each sealed overlay and its changelog offset into its store, one batch,
+           off the event loop; then the next interval's overlays read the store directly.
+        Any failure raises; the caller then calls :meth:`abort` (see :meth:`finish`),
+        which throws away the next interval's work too.
         """
         interval = self._sender.interval
         began = time.monotonic()
         await self._barrier(interval)
         interval.offsets = self._dispatcher.take_offsets()
-        if interval.state.is_(IntervalState.IDLE):  # no transaction: nothing happened
-            interval.state.to(IntervalState.DONE)
-            self._resume()
-            return
+        if interval.state.is_(IntervalState.IDLE):
+            if not (interval.offsets or interval.batches.open_count
+                    or self._tables.has_writes()):  # nothing happened: no transaction
+                interval.state.to(IntervalState.DONE)
+                self._sender.new_interval()
+                self._dispatcher.open()
+                return
+            await self._sender.begin()  # records or writes wait for it
         interval.state.to(IntervalState.COMMITTING)
+        self._committing = interval
+        sealed = self._tables.seal()
+        self._sender.hold_begin()
+        self._sender.new_interval()
+        self._dispatcher.open()
         t1 = time.monotonic()
         remaining = interval.started + self.settings.transaction_timeout - t1
         try:
             async with asyncio.timeout(max(remaining, 0.001)):
-                await self._commit_steps(interval)
+                await self._commit_steps(interval, sealed)
         except TimeoutError:
             raise TransactionAbortedError(
                 f"the commit did not finish within transaction_timeout="
@@ -182,10 +200,12 @@ class Committer:
         self.commits += 1
         self.committed.update(interval.offsets)
         self._poison.forget_committed(interval.offsets)
+        self._sender.allow_begin()
+        await self._sender.start()
         await self._tables.apply(interval.flushed)
         interval.state.to(IntervalState.DONE)
+        self._committing = None
         self._dispatcher.relax()
-        self._resume()
         self.stats.committed(self._dispatcher.taken_counts, interval.produced(),
                              self.settings.dlq_topic, time.monotonic() - began)
         if log.isEnabledFor(logging.DEBUG):
@@ -193,8 +213,9 @@ class Committer:
                       "apply %.1fms", len(interval.batches.sent), len(interval.sends),
                       len(interval.offsets), (t2 - t1) * 1e3, (time.monotonic() - t2) * 1e3)
 
-    async def _commit_steps(self, interval: Interval) -> None:
-        """Steps 2 to 4 of :meth:`commit`."""
+    async def _commit_steps(self, interval: Interval,
+                            sealed: list[tuple[str, int, Overlay]]) -> None:
+        """Steps 3 to 5 of :meth:`commit`."""
         if interval.failure is not None:
             raise TransactionAbortedError(f"a send of this interval failed: {interval.failure}")
         gone = set(interval.offsets) - self._consumer.assignment()
@@ -203,7 +224,7 @@ class Committer:
                 f"this interval processed events of {sorted(map(str, gone))}, no longer "
                 "assigned to this worker")
         await interval.batches.flush()
-        interval.flushed = await self._tables.flush(self._producer.send_batches)
+        interval.flushed = await self._tables.flush(sealed, self._producer.send_batches)
         await self._await_sends(interval)
         self._tables.note_offsets(interval.flushed)
         fault_point("before_offsets")
@@ -217,10 +238,6 @@ class Committer:
         elif interval.offsets:
             await self._consumer.commit(interval.offsets)
         fault_point("after_commit")
-
-    def _resume(self) -> None:
-        self._sender.new_interval()
-        self._dispatcher.open()
 
     async def _barrier(self, interval: Interval) -> None:
         await self._dispatcher.close()
@@ -302,10 +319,11 @@ class Committer:
     async def abort(self, reason: BaseException, *, rewind: bool = True) -> None:
         """Throw the interval away and go back to the last committed state.
 
-        1. Interval → ABORTING; note whether the stores may be behind (the failure came
-           while COMMITTING, outcome unknown, or APPLYING, stores not written).
+        1. Interval → ABORTING (the one committing and the next one, if it took events
+           meanwhile); note whether the stores may be behind (the failure came while
+           COMMITTING, outcome unknown, or APPLYING, stores not written).
         2. Close dispatch; cancel the dispatcher and every agent; empty their queues.
-        3. Discard the dispatched offsets and every table overlay.
+        3. Discard the dispatched offsets and every table overlay (sealed ones included).
         4. Fenced by a newer instance (a transaction younger than transaction_timeout):
            raise :class:`ProducerFencedError`; the worker stops.
         5. Exactly-once: replace the producer (its InitProducerId aborts the open
@@ -315,33 +333,41 @@ class Committer:
         8. A new interval (careful after a failed batch of several events); respawn the
            agents and the dispatcher; reopen dispatch.
         """
-        interval = self._sender.interval
-        catch_up = interval.state.is_(IntervalState.COMMITTING, IntervalState.APPLYING,
-                                      IntervalState.ABORTING)
-        timed_out = interval.age > self.settings.transaction_timeout
-        if not interval.state.is_(IntervalState.ABORTING):  # else: an abort was interrupted
-            interval.state.to(IntervalState.ABORTING)
+        # The interval that failed, and the one after it if it took events meanwhile.
+        committing, self._committing = self._committing, None
+        failed = committing or self._sender.interval
+        intervals = [failed] if committing is None else [committing, self._sender.interval]
+        catch_up = any(i.state.is_(IntervalState.COMMITTING, IntervalState.APPLYING,
+                                   IntervalState.ABORTING) for i in intervals)
+        timed_out = failed.age > self.settings.transaction_timeout
+        for interval in intervals:
+            if not interval.state.is_(IntervalState.ABORTING):  # else: an abort was interrupted
+                interval.state.to(IntervalState.ABORTING)
         self.aborts += 1
         log.warning("aborting the interval: %s", reason)
-        await self._dispatcher.close()
-        await self._supervisor.cancel()
-        self._dispatcher.take_offsets()
-        self._tables.discard()
-        self._abort_requested.clear()
-        if isinstance(reason, ProducerFencedError) and not timed_out:
-            raise ProducerFencedError(
-                f"transactional id {self._producer.transactional_id!r} was fenced: another "
-                "worker with the same instance id has started, so this one stops. Give "
-                "every worker its own --instance-id / --datadir.") from reason
-        if self.settings.exactly_once:
-            await self._retrying("recreating the producer", self._producer.reset)
-        if catch_up:
-            await self._retrying("catching tables up with their changelogs",
-                                 self._tables.catch_up)
-        if rewind:
-            await self._retrying("rewinding to the committed offsets", self._rewind)
-        interval.state.to(IntervalState.ABORTED)
-        self._sender.new_interval(careful=interval.careful)
+        try:
+            await self._dispatcher.close()
+            await self._supervisor.cancel()
+            self._dispatcher.take_offsets()
+            self._tables.discard()
+            self._abort_requested.clear()
+            if isinstance(reason, ProducerFencedError) and not timed_out:
+                raise ProducerFencedError(
+                    f"transactional id {self._producer.transactional_id!r} was fenced: "
+                    "another worker with the same instance id has started, so this one "
+                    "stops. Give every worker its own --instance-id / --datadir.") from reason
+            if self.settings.exactly_once:
+                await self._retrying("recreating the producer", self._producer.reset)
+            if catch_up:
+                await self._retrying("catching tables up with their changelogs",
+                                     self._tables.catch_up)
+            if rewind:
+                await self._retrying("rewinding to the committed offsets", self._rewind)
+        finally:
+            self._sender.allow_begin()
+        for interval in intervals:
+            interval.state.to(IntervalState.ABORTED)
+        self._sender.new_interval(careful=any(i.careful for i in intervals))
         self._supervisor.spawn_all()
         self._dispatcher.open()
 

@@ -60,7 +60,7 @@ class Dispatcher:
         poison: PoisonLedger,
         *,
         begin: Callable[[], Awaitable[None]],
-        is_open: Callable[[], bool],
+        accepts: Callable[[], bool],
         dead_letter: Callable[[DeadLetter], Awaitable[None]],
         batch_size: int = 1000,
     ) -> None:
@@ -72,7 +72,7 @@ class Dispatcher:
         self._supervisor = supervisor
         self._poison = poison
         self._begin = begin
-        self._is_open = is_open
+        self._accepts = accepts
         self._dead_letter = dead_letter
         self._batch_size = batch_size
         self._gate = asyncio.Event()
@@ -203,7 +203,7 @@ class Dispatcher:
         recorded, then one batch of events per inbox. It cannot interleave with a barrier,
         and a barrier can never commit an interval that holds an event's outputs but not
         its offset. The gate and the epoch are checked before every step. The rest
-        (opening the transaction, a poison record, dead letters) goes one record at a time
+        (an interval that takes no events, a poison record, dead letters) goes one record at a time
         holding ``_busy``, which the barrier waits for. A full inbox is waited for before
         the next step, holding nothing, so a slow agent does not block the barrier.
         Routes are looked up once per partition's records.
@@ -221,7 +221,7 @@ class Dispatcher:
                 for _, inbox in targets:
                     await inbox.wait_room()
                 continue
-            if slow or not self._is_open() or self._poison:
+            if slow or not self._accepts() or self._poison:
                 async with self._busy:
                     await self._begin()
                     for inbox, event in await self._prepare_slowly(tp, records[done]):

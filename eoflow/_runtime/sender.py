@@ -14,6 +14,11 @@ Where a send comes from decides how it joins the interval:
 * from anywhere else (no event): it waits for a running commit (the lock) and joins the
   open interval; if that interval aborts, the record is gone (at most once).
 
+An interval may take events while the one before it still commits (the commit reopens
+dispatch once it has sealed its interval). Its records collect in held batches; its
+transaction begins, and the batches go to the producer, only once the previous EndTxn has
+returned (:meth:`Sender.allow_begin`).
+
 A send that fails after it touched the interval (a refused batch) poisons the interval:
 it aborts even if the agent catches the error.
 """
@@ -81,6 +86,9 @@ class Sender:
         #: ``(error, fatal)``: wake the control loop to abort the interval, or to stop.
         self._on_failure = on_failure
         self._beginning = asyncio.Lock()
+        #: Clear while a commit's EndTxn is outstanding: no transaction may begin.
+        self._may_begin = asyncio.Event()
+        self._may_begin.set()
         self.interval = self.new_interval()
 
     def new_interval(self, *, careful: bool = False) -> Interval:
@@ -90,11 +98,30 @@ class Sender:
         return self.interval
 
     @property
-    def is_open(self) -> bool:
-        return self.interval.is_open
+    def accepts(self) -> bool:
+        """Whether the current interval takes events (its transaction may not have begun:
+        its records wait in held batches)."""
+        return self.interval.state.is_(IntervalState.IDLE, IntervalState.OPEN)
+
+    @property
+    def holds_work(self) -> bool:
+        """Whether the current interval holds records not committed yet: its transaction
+        is open, or records wait for it to begin."""
+        interval = self.interval
+        return interval.is_open or (interval.state.is_(IntervalState.IDLE)
+                                    and interval.batches.open_count > 0)
+
+    def hold_begin(self) -> None:
+        """A commit is about to send its EndTxn: the next transaction waits for it."""
+        self._may_begin.clear()
+
+    def allow_begin(self) -> None:
+        """The commit ended (EndTxn returned, or the interval aborted)."""
+        self._may_begin.set()
 
     async def begin(self) -> None:
-        """Open the interval's transaction if it is not open yet (lazily, on first use).
+        """Open the interval's transaction if it is not open yet (lazily, on first use),
+        once the previous interval's EndTxn has returned.
 
         The dispatcher and a timer run may both be first; beginning takes a round trip,
         so the second caller waits for the first instead of beginning twice.
@@ -103,12 +130,31 @@ class Sender:
         if not interval.state.is_(IntervalState.IDLE):
             return
         async with self._beginning:
+            await self._may_begin.wait()
             if interval is not self.interval or not interval.state.is_(IntervalState.IDLE):
                 return
             if self._settings.exactly_once:
                 await self._producer.begin()
             interval.state.to(IntervalState.OPEN)
             interval.started = time.monotonic()  # deadlines count from the transaction
+
+    async def start(self) -> None:
+        """Begin the interval's transaction if records wait for it, and hand over its held
+        batches (the tick and a commit that just ended call this; the caller holds the
+        lock). A failure poisons the interval (and asks for an abort) instead of raising."""
+        interval = self.interval
+        try:
+            if interval.batches.held:
+                if not interval.batches.open_count:
+                    return
+                await self.begin()
+                if not interval.is_open:  # aborted meanwhile
+                    return
+                await interval.batches.release()
+            await interval.batches.hand_over_open()
+        except TransportError as exc:
+            interval.poison(exc)
+            self._on_failure(exc, False)
 
     # -- RuntimeHooks.send_nowait and send ----------------------------------------------
     def send_nowait(self, topic: str, key: bytes | None, value: bytes | None,
@@ -126,7 +172,8 @@ class Sender:
         if not stream.holds(event):
             raise self.outlived(stream, event, f"send to {topic!r}")
         interval = self.interval
-        return (interval.is_open and not interval.careful and self._partitioner.knows(topic)
+        return (interval.state.is_(IntervalState.IDLE, IntervalState.OPEN)
+                and not interval.careful and self._partitioner.knows(topic)
                 and interval.batches.add(
                     topic, key, value, partition, headers,
                     (stream.agent, event),  # a PoisonKey only if the send fails
@@ -200,16 +247,16 @@ class Sender:
                     partition: int | None, headers: Sequence[tuple[str, bytes]] | None,
                     source: Origin | None, timestamp_ms: int | None) -> None:
         interval = self.interval  # an abort during an await must not move us to the next
-        if not interval.is_open:
-            await self.begin()
         try:
-            if self._partitioner.knows(topic):
+            if self._partitioner.knows(topic):  # held until the transaction begins
                 batches = interval.batches
                 if interval.careful or not batches.add(topic, key, value, partition, headers,
                                                        source, timestamp_ms):
                     await batches.append(topic, key, value, partition, headers, source,
                                          alone=interval.careful, timestamp_ms=timestamp_ms)
             else:
+                if not interval.is_open:
+                    await self.begin()
                 fut = await self._producer.send(topic, value, key, partition, headers,
                                                 timestamp_ms)
                 interval.sends.append((fut, source))
@@ -221,16 +268,11 @@ class Sender:
             raise
 
     async def flush(self) -> None:
-        """Hand the open output batches to the producer now; a failure poisons the interval
-        (and asks for an abort) instead of raising. Takes the lock: a commit must see every
-        batch it has to wait for."""
+        """Hand the open output batches to the producer now (beginning the transaction if
+        they wait for it); a failure poisons the interval (and asks for an abort) instead
+        of raising. Takes the lock: a commit must see every batch it has to wait for."""
         async with self._lock:
-            interval = self.interval
-            try:
-                await interval.batches.hand_over_open()
-            except TransportError as exc:
-                interval.poison(exc)
-                self._on_failure(exc, False)
+            await self.start()
 
     # -- dead letters ----------------------------------------------------------------------
     async def dead_letter(self, letter: DeadLetter) -> None:

@@ -448,17 +448,33 @@ class TableManager:
                 store.close()
 
     # -- commit cycle ---------------------------------------------------------------
-    async def flush(self, send: ChangelogSend) -> list[Flushed]:
-        """Send this interval's changelog records; the overlays refuse writes from now on."""
-        flushed: list[Flushed] = []
+    def has_writes(self) -> bool:
+        """Whether the open interval wrote to any table partition."""
+        return any(o.has_writes or o.stream_moved for o in self._overlays.values())
+
+    def seal(self) -> list[tuple[str, int, Overlay]]:
+        """End the interval's table writes (commit step 1, after the barrier).
+
+        Each partition's overlay with writes (its stream time's record included) is sealed
+        and returned, for :meth:`flush`; the next interval writes to a new overlay stacked
+        on it, so agents can go on while this interval commits.
+        """
+        sealed: list[tuple[str, int, Overlay]] = []
         for (table, partition), overlay in sorted(self._overlays.items(),
                                                   key=lambda item: item[0]):
             if overlay.stream_moved:
                 overlay.set(STREAM_TIME_KEY, str(overlay.stream_ms).encode())
                 overlay.stream_moved = False
-            if not overlay.has_writes:
-                continue
-            overlay.prepare()
+            if overlay.has_writes:
+                self._overlays[(table, partition)] = overlay.stack()
+                sealed.append((table, partition, overlay))
+        return sealed
+
+    async def flush(self, sealed: Iterable[tuple[str, int, Overlay]],
+                    send: ChangelogSend) -> list[Flushed]:
+        """Send the changelog records of the sealed overlays."""
+        flushed: list[Flushed] = []
+        for table, partition, overlay in sealed:
             batches = await send(self._changelogs[table], partition, overlay.writes().items(),
                                  self._limits[table])
             flushed.append(Flushed(overlay, batches))
@@ -474,14 +490,17 @@ class TableManager:
         for item in flushed:
             item.overlay.note_changelog_offset(item.last_offset)
 
-    @staticmethod
-    async def apply(flushed: Iterable[Flushed]) -> None:
-        """After EndTxn: write each overlay and its changelog offset in one batch."""
+    async def apply(self, flushed: Iterable[Flushed]) -> None:
+        """After EndTxn: write each sealed overlay and its changelog offset in one batch
+        (off the event loop; the next interval reads through it meanwhile), then let the
+        next interval's overlays read the store directly."""
         for item in flushed:
-            await asyncio.to_thread(item.overlay.commit_to_store)
+            await asyncio.to_thread(item.overlay.write_to_store)
+        for overlay in self._overlays.values():
+            overlay.settle()
 
     def discard(self) -> None:
-        """The transaction aborted: forget every pending write."""
+        """The transaction aborted: forget every pending write (sealed ones included)."""
         for overlay in self._overlays.values():
             overlay.discard()
 

@@ -126,7 +126,7 @@ class Worker:
     @property
     def interval_open(self) -> bool:
         """True while an interval holds work that has not committed or aborted yet."""
-        return self._sender is not None and self._sender.is_open
+        return self._sender is not None and self._sender.holds_work
 
     @property
     def tables(self) -> TableManager | None:
@@ -227,7 +227,7 @@ class Worker:
                                      lambda i, e, x: failures[0].agent_failed(i, e, x),
                                      {plan.spec.name: plan.hops for plan in plans})
         dispatcher = self._dispatcher = Dispatcher(specs, supervisor, poison, begin=sender.begin,
-                                is_open=lambda: sender.is_open, dead_letter=sender.dead_letter)
+                                accepts=lambda: sender.accepts, dead_letter=sender.dead_letter)
         self.committer = Committer(settings, producer, consumer, sender, dispatcher, supervisor,
                                    tables, poison, lock, self.stats, stop=self._stop)
         failures.append(self.committer)

@@ -8,11 +8,15 @@ the overlay first and fall back to the committed store.
 
     OPEN ──prepare()──► PREPARED ──commit_to_store() / discard()──► OPEN
 
-``prepare()`` is called once the overlay's writes were sent to the changelog: from then
-until the store holds them (after EndTxn) or they are thrown away (abort), a write would
-reach the store without a changelog record, so the overlay refuses it. After
-EndTxn(commit) the runtime calls :meth:`Overlay.commit_to_store` (off the event loop); on
-abort it calls :meth:`Overlay.discard`.
+``prepare()`` is called when the interval is sealed for its commit: from then until the
+store holds its writes (after EndTxn) or they are thrown away (abort), a write would reach
+the store without a changelog record, so the overlay refuses it. After EndTxn(commit) the
+runtime calls :meth:`Overlay.write_to_store` (off the event loop), then
+:meth:`Overlay.discard`; on abort only the latter.
+
+While a sealed overlay commits, the next interval's writes go to a new overlay stacked on
+it (``below``): reads see the new writes, then the sealed ones, then the store. Once the
+sealed overlay is in the store, :meth:`Overlay.settle` drops it from the stack.
 """
 
 from __future__ import annotations
@@ -46,12 +50,15 @@ class OverlayState(Enum):
 class Overlay:
     """Uncommitted writes for one table partition over its committed :class:`PartitionStore`.
 
-    Not thread-safe: used from the event loop only. :meth:`commit_to_store` may run in a
-    worker thread while no other method is called.
+    Not thread-safe: used from the event loop only. :meth:`write_to_store` may run in a
+    worker thread while the event loop only reads (the overlay is sealed then).
     """
 
-    def __init__(self, store: PartitionStore) -> None:
+    def __init__(self, store: PartitionStore, below: Overlay | None = None) -> None:
         self._store = store
+        #: The sealed overlay of the interval being committed, while it is not in the
+        #: store yet: reads fall through to it before the store.
+        self.below = below
         self._pending: dict[bytes, bytes | _Tombstone] = {}
         self._last_offset: int | None = None
         self.state = OverlayState.OPEN
@@ -86,17 +93,19 @@ class Overlay:
         return self._last_offset
 
     def pending(self, key: bytes) -> tuple[bool, bytes | None]:
-        """``(True, value or None if deleted)`` for a key written this interval."""
+        """``(True, value or None if deleted)`` for a key written this interval (or in the
+        sealed interval below it, not in the store yet)."""
         found = self._pending.get(key)
         if found is None:
-            return False, None
+            return (False, None) if self.below is None else self.below.pending(key)
         return True, None if isinstance(found, _Tombstone) else found
 
     def get(self, key: bytes) -> bytes | None:
-        """The value as this transaction sees it: pending write, else committed value."""
+        """The value as this transaction sees it: pending write, else the sealed
+        interval's, else committed value."""
         pending = self._pending.get(key)
         if pending is None:
-            return self._store.get(key)
+            return self._store.get(key) if self.below is None else self.below.get(key)
         return None if isinstance(pending, _Tombstone) else pending
 
     @property
@@ -116,8 +125,23 @@ class Overlay:
         self._pending[key] = _DELETED
 
     def prepare(self) -> None:
-        """The writes were sent to the changelog: refuse more until apply or discard."""
+        """The interval is sealed for its commit: refuse more writes until apply or
+        discard."""
         self.state = OverlayState.PREPARED
+
+    def stack(self) -> Overlay:
+        """Seal this overlay and return the overlay the next interval writes to, stacked
+        on it (the stream-time and due hints carry over: they describe the same state)."""
+        self.prepare()
+        above = Overlay(self._store, below=self)
+        above.stream_ms, above.due_ms = self.stream_ms, self.due_ms
+        return above
+
+    def settle(self) -> None:
+        """The overlay below is in the store now (or was thrown away): read the store."""
+        below, self.below = self.below, None
+        if below is not None:
+            below.discard()
 
     def _refuse(self, key: bytes) -> None:
         raise StateError(
@@ -130,9 +154,11 @@ class Overlay:
         ``start <= key < stop`` when given."""
         pending = sorted((k, v) for k, v in self._pending.items()
                          if (start is None or k >= start) and (stop is None or k < stop))
+        under = (self._store.items(start, stop) if self.below is None
+                 else self.below.items(start, stop))
         merged = heapq.merge(
             ((key, 0, value) for key, value in pending),
-            ((key, 1, value) for key, value in self._store.items(start, stop)),
+            ((key, 1, value) for key, value in under),
         )
         last_key: bytes | None = None
         for key, _rank, value in merged:
@@ -155,7 +181,9 @@ class Overlay:
             self._last_offset = offset
 
     def discard(self) -> None:
-        """Forget everything pending (the transaction aborted)."""
+        """Forget everything pending (the transaction aborted), and the sealed overlay
+        below (its interval aborted too, or is in the store already)."""
+        self.settle()
         self._pending.clear()
         self._last_offset = None
         self.state = OverlayState.OPEN
@@ -164,15 +192,21 @@ class Overlay:
         self.stream_moved = False
 
     def commit_to_store(self) -> None:
+        """:meth:`write_to_store`, then forget the writes (the store has them)."""
+        self.write_to_store()
+        self.discard()
+
+    def write_to_store(self) -> None:
         """Apply the pending writes and the last changelog offset in one atomic batch.
 
         Call only after the transaction committed. Does nothing when the overlay is empty.
         Raises :class:`StateError` when there are writes but no changelog offset was noted
-        (every committed table write must have a changelog record). The overlay is cleared
-        only after the store accepted the batch.
+        (every committed table write must have a changelog record). The writes stay
+        readable here until :meth:`discard`: this runs off the event loop while the next
+        interval reads through this overlay, and the store takes the batch atomically, so a
+        read sees the value either here or there.
         """
         if self.is_empty:
-            self.state = OverlayState.OPEN
             return
         if self._last_offset is None:
             raise StateError(
@@ -180,4 +214,3 @@ class Overlay:
                 f"table write must be sent to the changelog before its transaction commits"
             )
         self._store.apply(self.writes(), self._last_offset)
-        self.discard()

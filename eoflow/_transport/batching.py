@@ -9,6 +9,10 @@ failed batch can be blamed on them. Partitions follow Kafka's default partitione
 One :class:`OutputBatches` belongs to one interval. A batch handed to the producer that
 the producer refused is lost with the records of every event in it: :attr:`failure`
 keeps the error, and the interval must abort whatever the agent did with the exception.
+
+An interval's batches start *held*: records collect, full batches queue, and nothing goes
+to the producer until the interval's transaction has begun and :meth:`release` is called
+(the previous interval may still be committing, and its transaction must not take them).
 """
 
 from __future__ import annotations
@@ -118,6 +122,9 @@ class OutputBatches:
         self._partitioner = partitioner
         self._limits = max_bytes
         self._open: dict[tuple[str, int], _Open] = {}
+        #: Full batches waiting for :meth:`release`, in the order they filled.
+        self._queued: list[tuple[tuple[str, int], _Open]] = []
+        self.held = True
         self.sent: list[SentBatch] = []
         #: The first refused hand-off: its records are gone, the interval must abort.
         self.failure: BaseException | None = None
@@ -187,11 +194,21 @@ class OutputBatches:
     @property
     def open_count(self) -> int:
         """Batches not handed to the producer yet."""
-        return len(self._open)
+        return len(self._open) + len(self._queued)
+
+    async def release(self) -> None:
+        """The transaction has begun: hand over the queued batches, oldest first, and
+        every batch that fills from now on. Batches that fill meanwhile queue behind, so a
+        partition's batches keep their order."""
+        while self._queued:
+            tp, open_batch = self._queued.pop(0)
+            await self._hand_over(tp, open_batch)
+        self.held = False
 
     async def flush(self) -> None:
         """Hand every open batch to the producer, until none is open (the commit calls
         this after its barrier, when nothing adds records any more)."""
+        await self.release()
         while self._open:
             await self.hand_over_open()
 
@@ -202,13 +219,22 @@ class OutputBatches:
         batch only once its previous one is on the wire, and an agent under load opens
         new batches during that wait: "until none is open" would not end before the agent
         ran out of events, and the commit waiting behind the tick would come late.
+        Held batches stay where they are.
         """
+        if self.held:
+            return
         for tp in list(self._open):
             open_batch = self._open.pop(tp, None)
             if open_batch is not None:
                 await self._submit(tp, open_batch)
 
     async def _submit(self, tp: tuple[str, int], open_batch: _Open) -> None:
+        if self.held:
+            self._queued.append((tp, open_batch))
+            return
+        await self._hand_over(tp, open_batch)
+
+    async def _hand_over(self, tp: tuple[str, int], open_batch: _Open) -> None:
         try:
             future, _count = await self._producer.submit_batch(open_batch.builder, *tp)
         except BaseException as exc:

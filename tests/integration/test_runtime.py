@@ -273,16 +273,16 @@ async def test_a_failed_store_write_after_commit_catches_the_table_up(
     the next interval aborts and throws its own overlay away."""
     from eoflow._state.overlay import Overlay
 
-    real_commit_to_store = Overlay.commit_to_store
+    real_write_to_store = Overlay.write_to_store
     failures = []
 
-    def flaky_commit_to_store(self: Overlay) -> None:
+    def flaky_write_to_store(self: Overlay) -> None:
         if not failures and not self.is_empty:
             failures.append(1)
             raise OSError("disk full (injected)")
-        real_commit_to_store(self)
+        real_write_to_store(self)
 
-    monkeypatch.setattr(Overlay, "commit_to_store", flaky_commit_to_store)
+    monkeypatch.setattr(Overlay, "write_to_store", flaky_write_to_store)
     app = _app(kafka_bootstrap, tmp_path, commit_interval=0.2)
     src = app.topic(f"{app.id}-in", partitions=1)
     out = app.topic(f"{app.id}-out", partitions=1)

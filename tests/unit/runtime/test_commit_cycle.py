@@ -200,7 +200,7 @@ async def test_a_failed_store_write_after_commit_catches_the_table_up(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from eoflow._state.overlay import Overlay
 
-    real = Overlay.commit_to_store
+    real = Overlay.write_to_store
     failures: list[int] = []
 
     def flaky(self: Overlay) -> None:
@@ -209,7 +209,7 @@ async def test_a_failed_store_write_after_commit_catches_the_table_up(
             raise OSError("disk full (injected)")
         real(self)
 
-    monkeypatch.setattr(Overlay, "commit_to_store", flaky)
+    monkeypatch.setattr(Overlay, "write_to_store", flaky)
     broker = MemoryBroker()
     setup(broker)
     app, _counts = counting_app(tmp_path)

@@ -100,3 +100,61 @@ def test_failed_commit_keeps_overlay(store: MemoryPartitionStore) -> None:
         overlay.commit_to_store()
     assert overlay.writes() == {b"a": b"x"}
     assert store.get(b"a") == b"1"
+
+
+def test_a_stacked_overlay_reads_through_the_sealed_one_then_the_store(
+    store: MemoryPartitionStore,
+) -> None:
+    """The next interval writes while the sealed one commits: reads see its own writes,
+    then the sealed interval's, then the store; writes to the sealed one are refused."""
+    sealed = Overlay(store)
+    sealed.set(b"a", b"sealed")
+    sealed.delete(b"b")
+    sealed.set(b"c", b"3")
+    sealed.stream_ms, sealed.due_ms = 1000, 2000
+    above = sealed.stack()
+    assert (above.stream_ms, above.due_ms) == (1000, 2000)
+    with pytest.raises(StateError, match="after the interval"):
+        sealed.set(b"x", b"late")
+    above.set(b"c", b"above")
+    above.set(b"b", b"back")
+    assert [above.get(k) for k in (b"a", b"b", b"c", b"d")] == [b"sealed", b"back",
+                                                                  b"above", b"4"]
+    assert above.pending(b"a") == (True, b"sealed")
+    assert above.pending(b"d") == (False, None)
+    assert list(above.items()) == [(b"a", b"sealed"), (b"b", b"back"), (b"c", b"above"),
+                                   (b"d", b"4")]
+    assert list(above.items(b"b", b"d")) == [(b"b", b"back"), (b"c", b"above")]
+    assert above.writes() == {b"c": b"above", b"b": b"back"}  # only its own go out
+
+
+def test_a_stacked_overlay_reads_the_same_before_and_after_the_sealed_one_applies(
+    store: MemoryPartitionStore,
+) -> None:
+    sealed = Overlay(store)
+    sealed.set(b"a", b"sealed")
+    sealed.delete(b"d")
+    sealed.note_changelog_offset(10)
+    above = sealed.stack()
+    above.set(b"e", b"5")
+    before = list(above.items())
+    sealed.write_to_store()  # off the event loop: the sealed writes stay readable
+    assert list(above.items()) == before
+    above.settle()
+    assert above.below is None and sealed.is_empty
+    assert list(above.items()) == before
+    assert store.changelog_offset == 10 and store.get(b"e") is None
+
+
+def test_discarding_a_stacked_overlay_discards_the_sealed_one(
+    store: MemoryPartitionStore,
+) -> None:
+    sealed = Overlay(store)
+    sealed.set(b"a", b"sealed")
+    above = sealed.stack()
+    above.set(b"b", b"above")
+    above.discard()
+    assert above.below is None and sealed.is_empty
+    assert list(above.items()) == [(b"a", b"1"), (b"b", b"2"), (b"d", b"4")]
+    above.set(b"a", b"again")  # the next interval writes to it as to a new overlay
+    assert above.get(b"a") == b"again"

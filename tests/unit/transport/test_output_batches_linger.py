@@ -36,7 +36,9 @@ class _SlowProducer:
 
 
 def _batches(producer: _SlowProducer) -> OutputBatches:
-    return OutputBatches(producer, Partitioner({"out": 4}), {})  # type: ignore[arg-type]
+    batches = OutputBatches(producer, Partitioner({"out": 4}), {})  # type: ignore[arg-type]
+    batches.held = False  # the interval's transaction has begun (nothing was queued)
+    return batches
 
 
 async def test_the_linger_hand_over_returns_while_an_agent_keeps_sending() -> None:
