@@ -21,6 +21,8 @@ from .tables import Flushed
 
 __all__ = ["Interval"]
 
+_ACCEPTING = frozenset({IntervalState.IDLE, IntervalState.OPEN})
+
 
 @dataclass(eq=False)
 class Interval:
@@ -42,6 +44,12 @@ class Interval:
     @property
     def is_open(self) -> bool:
         return self.state.state is IntervalState.OPEN
+
+    @property
+    def accepts(self) -> bool:
+        """Whether it takes events: open, or idle (its records wait in held batches until
+        its transaction begins)."""
+        return self.state.state in _ACCEPTING
 
     @property
     def failure(self) -> BaseException | None:

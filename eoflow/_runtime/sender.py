@@ -101,7 +101,7 @@ class Sender:
     def accepts(self) -> bool:
         """Whether the current interval takes events (its transaction may not have begun:
         its records wait in held batches)."""
-        return self.interval.state.is_(IntervalState.IDLE, IntervalState.OPEN)
+        return self.interval.accepts
 
     @property
     def holds_work(self) -> bool:
@@ -172,8 +172,7 @@ class Sender:
         if not stream.holds(event):
             raise self.outlived(stream, event, f"send to {topic!r}")
         interval = self.interval
-        return (interval.state.is_(IntervalState.IDLE, IntervalState.OPEN)
-                and not interval.careful and self._partitioner.knows(topic)
+        return (interval.accepts and not interval.careful and self._partitioner.knows(topic)
                 and interval.batches.add(
                     topic, key, value, partition, headers,
                     (stream.agent, event),  # a PoisonKey only if the send fails
