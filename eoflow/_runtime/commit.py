@@ -343,28 +343,29 @@ class Committer:
         for interval in intervals:
             if not interval.state.is_(IntervalState.ABORTING):  # else: an abort was interrupted
                 interval.state.to(IntervalState.ABORTING)
+        # Wake whoever waits to begin the next interval's transaction (the dispatcher may
+        # wait there holding what the barrier below waits for): an aborting interval does
+        # not begin, and no new one exists before the producer is replaced.
+        self._sender.allow_begin()
         self.aborts += 1
         log.warning("aborting the interval: %s", reason)
-        try:
-            await self._dispatcher.close()
-            await self._supervisor.cancel()
-            self._dispatcher.take_offsets()
-            self._tables.discard()
-            self._abort_requested.clear()
-            if isinstance(reason, ProducerFencedError) and not timed_out:
-                raise ProducerFencedError(
-                    f"transactional id {self._producer.transactional_id!r} was fenced: "
-                    "another worker with the same instance id has started, so this one "
-                    "stops. Give every worker its own --instance-id / --datadir.") from reason
-            if self.settings.exactly_once:
-                await self._retrying("recreating the producer", self._producer.reset)
-            if catch_up:
-                await self._retrying("catching tables up with their changelogs",
-                                     self._tables.catch_up)
-            if rewind:
-                await self._retrying("rewinding to the committed offsets", self._rewind)
-        finally:
-            self._sender.allow_begin()
+        await self._dispatcher.close()
+        await self._supervisor.cancel()
+        self._dispatcher.take_offsets()
+        self._tables.discard()
+        self._abort_requested.clear()
+        if isinstance(reason, ProducerFencedError) and not timed_out:
+            raise ProducerFencedError(
+                f"transactional id {self._producer.transactional_id!r} was fenced: another "
+                "worker with the same instance id has started, so this one stops. Give "
+                "every worker its own --instance-id / --datadir.") from reason
+        if self.settings.exactly_once:
+            await self._retrying("recreating the producer", self._producer.reset)
+        if catch_up:
+            await self._retrying("catching tables up with their changelogs",
+                                 self._tables.catch_up)
+        if rewind:
+            await self._retrying("rewinding to the committed offsets", self._rewind)
         for interval in intervals:
             interval.state.to(IntervalState.ABORTED)
         self._sender.new_interval(careful=any(i.careful for i in intervals))

@@ -253,9 +253,7 @@ class Sender:
                                                        source, timestamp_ms):
                     await batches.append(topic, key, value, partition, headers, source,
                                          alone=interval.careful, timestamp_ms=timestamp_ms)
-            else:
-                if not interval.is_open:
-                    await self.begin()
+            elif await self._opened(interval):
                 fut = await self._producer.send(topic, value, key, partition, headers,
                                                 timestamp_ms)
                 interval.sends.append((fut, source))
@@ -265,6 +263,14 @@ class Sender:
             interval.poison(exc)
             self._on_failure(exc, False)
             raise
+
+    async def _opened(self, interval: Interval) -> bool:
+        """Begin ``interval``'s transaction if it has not begun; False when the interval
+        aborts instead (an EndTxn before it failed): nothing may be sent for it, and what
+        it would have sent is thrown away with it anyway."""
+        if not interval.is_open and interval is self.interval:
+            await self.begin()
+        return interval.is_open
 
     async def flush(self) -> None:
         """Hand the open output batches to the producer now (beginning the transaction if
@@ -299,8 +305,9 @@ class Sender:
             key, value, headers = _truncate(key, value, headers, limit)
             log.warning("dead letter of %s truncated to fit %s (%d bytes)", where,
                         self._settings.dlq_topic, limit)
-        await self.begin()
         interval = self.interval
+        if not await self._opened(interval):
+            return
         try:
             fut = await self._producer.send(self._settings.dlq_topic, value, key, None, headers)
         except TransportError as exc:

@@ -124,3 +124,26 @@ async def test_a_failed_end_txn_throws_away_the_next_intervals_work_too(
     # Both intervals were processed again from the committed state: once each in the
     # output, and the count went up by one per input.
     assert [(o["id"], o["n"]) for o in outputs(broker)] == [(i, i + 1) for i in range(10)]
+
+
+async def test_a_failed_end_txn_while_the_next_interval_waits_to_begin_does_not_hang(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dead letter of the next interval needs its transaction, so the dispatcher waits
+    for the EndTxn in flight. When that EndTxn fails, the abort must wake it, not wait for
+    it: the dispatcher holds what the abort's barrier waits on."""
+    broker = _setup()
+    gate = _GatedCommit(monkeypatch, fail=True)
+    seen: list[tuple[int, int]] = []
+    app = counting_app(tmp_path, seen)
+    async with running(app, transport=MemoryTransport(broker)) as worker:
+        produce(broker, range(5))
+        await asyncio.wait_for(gate.held.wait(), 5)
+        broker.append(None, 0, "in", 0, [(b"k", b"{not json", None, ())])
+        produce(broker, range(5, 8))
+        await asyncio.sleep(0.2)  # the dispatcher reaches the undecodable record
+        gate.release.set()
+        await until(lambda: len(outputs(broker)) == 8, "eight committed outputs")
+        assert worker.committer is not None and worker.committer.aborts >= 1
+    assert [(o["id"], o["n"]) for o in outputs(broker)] == [(i, i + 1) for i in range(8)]
+    dead = [r for log in broker.logs[f"{app.id}-dlq"] for r in log.read(0, 100)[0]]
+    assert [r.value for r in dead] == [b"{not json"]
