@@ -6,7 +6,7 @@ the overlay first and fall back to the committed store.
 
 ::
 
-    OPEN ──prepare()──► PREPARED ──commit_to_store() / discard()──► OPEN
+    OPEN ──prepare()──► PREPARED ──write_to_store(), discard() / discard()──► OPEN
 
 ``prepare()`` is called when the interval is sealed for its commit: from then until the
 store holds its writes (after EndTxn) or they are thrown away (abort), a write would reach
@@ -190,11 +190,6 @@ class Overlay:
         self.due_ms = None
         self.stream_ms = None
         self.stream_moved = False
-
-    def commit_to_store(self) -> None:
-        """:meth:`write_to_store`, then forget the writes (the store has them)."""
-        self.write_to_store()
-        self.discard()
 
     def write_to_store(self) -> None:
         """Apply the pending writes and the last changelog offset in one atomic batch.

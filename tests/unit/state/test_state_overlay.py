@@ -65,7 +65,7 @@ def test_note_changelog_offset_keeps_highest(store: MemoryPartitionStore) -> Non
     assert overlay.last_changelog_offset == 15
 
 
-def test_commit_to_store_applies_writes_and_offset_then_clears(
+def test_write_to_store_applies_writes_and_offset_then_discard_clears(
     store: MemoryPartitionStore,
 ) -> None:
     overlay = Overlay(store)
@@ -73,14 +73,15 @@ def test_commit_to_store_applies_writes_and_offset_then_clears(
     overlay.delete(b"a")
     overlay.note_changelog_offset(11)
     overlay.note_changelog_offset(10)
-    overlay.commit_to_store()
+    overlay.write_to_store()
     assert store.changelog_offset == 11
     assert list(store.items()) == [(b"b", b"2"), (b"c", b"3"), (b"d", b"4")]
+    overlay.discard()
     assert overlay.is_empty
 
 
 def test_commit_of_empty_overlay_does_nothing(store: MemoryPartitionStore) -> None:
-    Overlay(store).commit_to_store()
+    Overlay(store).write_to_store()
     assert store.changelog_offset == 9
 
 
@@ -88,7 +89,7 @@ def test_commit_without_changelog_offset_is_refused(store: MemoryPartitionStore)
     overlay = Overlay(store)
     overlay.set(b"a", b"x")
     with pytest.raises(StateError, match="no changelog offset"):
-        overlay.commit_to_store()
+        overlay.write_to_store()
     assert overlay.get(b"a") == b"x"  # kept: nothing was applied
 
 
@@ -97,7 +98,7 @@ def test_failed_commit_keeps_overlay(store: MemoryPartitionStore) -> None:
     overlay.set(b"a", b"x")
     overlay.note_changelog_offset(9)  # not above the store's offset
     with pytest.raises(StateError):
-        overlay.commit_to_store()
+        overlay.write_to_store()
     assert overlay.writes() == {b"a": b"x"}
     assert store.get(b"a") == b"1"
 
