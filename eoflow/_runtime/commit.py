@@ -175,16 +175,14 @@ class Committer:
             if not (interval.offsets or interval.batches.open_count
                     or self._tables.has_writes()):  # nothing happened: no transaction
                 interval.state.to(IntervalState.DONE)
-                self._sender.new_interval()
-                self._dispatcher.open()
+                self._resume()
                 return
             await self._sender.begin()  # records or writes wait for it
         interval.state.to(IntervalState.COMMITTING)
         self._committing = interval
         sealed = self._tables.seal()
         self._sender.hold_begin()
-        self._sender.new_interval()
-        self._dispatcher.open()
+        self._resume()
         t1 = time.monotonic()
         remaining = interval.started + self.settings.transaction_timeout - t1
         try:
@@ -238,6 +236,11 @@ class Committer:
         elif interval.offsets:
             await self._consumer.commit(interval.offsets)
         fault_point("after_commit")
+
+    def _resume(self) -> None:
+        """A new interval takes events (its transaction begins when it may)."""
+        self._sender.new_interval()
+        self._dispatcher.open()
 
     async def _barrier(self, interval: Interval) -> None:
         await self._dispatcher.close()

@@ -147,8 +147,7 @@ class Sender:
             if interval.batches.held:
                 if not interval.batches.open_count:
                     return
-                await self.begin()
-                if not interval.is_open:  # aborted meanwhile
+                if not await self._opened(interval):
                     return
                 await interval.batches.release()
             await interval.batches.hand_over_open()

@@ -23,6 +23,8 @@ from eoflow._transport.memory.clients import MemoryProducer
 from eoflow.errors import TransactionAbortedError
 from eoflow.testing import running
 
+from .test_commit_cycle import until
+
 
 def outputs(broker: MemoryBroker) -> list[dict[str, Any]]:
     return [json.loads(r.value or b"null") for log in broker.logs.get("out", [])
@@ -32,14 +34,6 @@ def outputs(broker: MemoryBroker) -> list[dict[str, Any]]:
 def produce(broker: MemoryBroker, ids: range) -> None:
     for i in ids:
         broker.append(None, 0, "in", 0, [(b"k", json.dumps({"id": i}).encode(), None, ())])
-
-
-async def until(condition: Any, what: str, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.005)):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def counting_app(tmp_path: Path, seen: list[tuple[int, int]]) -> eoflow.App:
