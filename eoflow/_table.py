@@ -25,6 +25,9 @@ from eoflow._windows import (
 )
 from eoflow.errors import ConfigurationError, TableUsageError
 
+#: Key types whose encoding may be reused within one event (see :meth:`Table._target`).
+_IMMUTABLE_KEYS = frozenset({str, bytes, int})
+
 if TYPE_CHECKING:
     from eoflow._app import App
 
@@ -112,6 +115,9 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         self.key_codec = resolve_codec(key_serializer, key_type, f"table {name!r} key")
         self.value_codec = resolve_codec(value_serializer, value_type, f"table {name!r} value")
         self._fixed_partition: int | None = None
+        #: ``(event, key, backend, partition, encoded key)`` of the last key used while
+        #: processing an event (see :meth:`_target`).
+        self._memo: tuple[Event[Any, Any], Any, TableBackend, int, bytes] | None = None
         #: Called with ``(key, window, value)`` when a window closes (windowed tables).
         self.on_window_close = on_window_close
         #: Every worker reads all of it (:class:`GlobalTable`).
@@ -195,17 +201,31 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
         view._fixed_partition = partition
         return view
 
-    def _current_partition(self, action: str, key: object) -> int:
-        """The partition of the event being processed (messages built only on error)."""
+    def _target(self, action: str, key: Any) -> tuple[TableBackend, int, bytes]:
+        """``(backend, partition, encoded key)`` of ``key``: the fixed partition of a view,
+        else the partition of the event being processed (messages built only on error).
+
+        Worked out once per event and key: ``table[k] += 1`` reads and writes ``k``, and
+        code that reads ``table[k]`` after it needs the same three again.
+        """
         if self._fixed_partition is not None:
-            return self._fixed_partition
+            return self._backend(), self._fixed_partition, self.key_codec.dumps(key)
         event = current_event.get()
+        memo = self._memo
+        if (memo is not None and memo[0] is event and type(memo[1]) is type(key)
+                and memo[1] == key):  # the type too: 1 == True, but not as JSON
+            return memo[2], memo[3], memo[4]
         if event is None:
             raise TableUsageError(
                 f"table {self.name!r}: {action} key {key!r} outside an event; eoflow cannot "
                 f"tell which partition this belongs to. Use {self.name}.partition(N) to read "
                 "it, or use the table from an agent while it processes an event")
-        return self._backend().partition_of(self.name, event)
+        backend = self._backend()
+        partition = backend.partition_of(self.name, event)
+        encoded = self.key_codec.dumps(key)
+        if type(key) in _IMMUTABLE_KEYS:  # a key changed in place would keep a stale encoding
+            self._memo = (event, key, backend, partition, encoded)
+        return backend, partition, encoded
 
     def _backend(self) -> TableBackend:
         runtime = self.app._runtime or self.app._require_runtime(f"use table {self.name!r}")
@@ -213,8 +233,8 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
 
     # -- mapping --------------------------------------------------------------------
     def __getitem__(self, key: KT) -> VT:
-        partition = self._current_partition("reading", key)
-        raw = self._backend().get(self.name, partition, self.key_codec.dumps(key))
+        backend, partition, encoded = self._target("reading", key)
+        raw = backend.get(self.name, partition, encoded)
         if raw is not None:
             return self.value_codec.loads(raw)  # type: ignore[no-any-return]
         if self.default is not None:
@@ -228,22 +248,18 @@ class Table(MutableMapping[KT, VT], Generic[KT, VT]):
             return default
 
     def __setitem__(self, key: KT, value: VT) -> None:
-        partition = self._current_partition("writing", key)
-        self._backend().set(
-            self.name, partition, self.key_codec.dumps(key), self.value_codec.dumps(value))
+        backend, partition, encoded = self._target("writing", key)
+        backend.set(self.name, partition, encoded, self.value_codec.dumps(value))
 
     def __delitem__(self, key: KT) -> None:
-        partition = self._current_partition("deleting", key)
-        backend = self._backend()
-        key_bytes = self.key_codec.dumps(key)
-        if backend.get(self.name, partition, key_bytes) is None:
+        backend, partition, encoded = self._target("deleting", key)
+        if backend.get(self.name, partition, encoded) is None:
             raise KeyError(key)
-        backend.set(self.name, partition, key_bytes, None)
+        backend.set(self.name, partition, encoded, None)
 
     def __contains__(self, key: object) -> bool:
-        partition = self._current_partition("looking up", key)
-        raw = self._backend().get(self.name, partition, self.key_codec.dumps(key))
-        return raw is not None
+        backend, partition, encoded = self._target("looking up", key)
+        return backend.get(self.name, partition, encoded) is not None
 
     def _partitions(self) -> list[int]:
         if self._fixed_partition is not None:

@@ -66,8 +66,6 @@ WINDOWS_END = b"X"
 #: Session tables keep, per key, the bounds of its sessions (``S`` + key -> bounds).
 _SESSIONS = b"S"
 _BOUNDS = struct.Struct(">QQ")
-#: Key types whose encoding a window read may reuse within one event.
-_IMMUTABLE_KEYS = frozenset({str, bytes, int})
 
 Seconds = float | int | timedelta
 Merge = Callable[[Any, Any], Any]
@@ -350,9 +348,6 @@ class WindowedTable(Generic[KT, VT]):
         self.relative_field: Callable[[Any], Any] | None = None
         #: Events not applied because every window holding them was closed.
         self.late = 0
-        #: ``(event, key, runtime, partition, encoded key)`` of the last key written or
-        #: read (see ``WindowSet._target``).
-        self._memo: tuple[Any, Any, Any, int, bytes] | None = None
 
     # -- relative_to --------------------------------------------------------------------
     def _with(self, relative_to: str, field: Callable[[Any], Any] | None = None
@@ -478,27 +473,11 @@ class WindowSet(Generic[KT, VT]):
     def _time(self, event: Event[Any, Any]) -> float:
         return event_time(event, self.table.relative_field)
 
-    def _target(self, event: Event[Any, Any]) -> tuple[Any, int, bytes]:
-        """``(runtime, partition, encoded key)`` of this key for ``event``. Worked out once
-        per event and key: ``table[k] += 1`` and the reads after it all need them."""
-        windowed = self.table
-        memo = windowed._memo
-        key = self.key
-        if (memo is not None and memo[0] is event and type(memo[1]) is type(key)
-                and memo[1] == key):  # the type too: 1 == True, but not as JSON
-            return memo[2], memo[3], memo[4]
-        runtime = windowed.table._backend()
-        partition = runtime.partition_of(windowed.name, event)
-        encoded = windowed.table.key_codec.dumps(key)
-        if type(key) in _IMMUTABLE_KEYS:  # a key changed in place would keep a stale encoding
-            windowed._memo = (event, key, runtime, partition, encoded)
-        return runtime, partition, encoded
-
     def _apply(self, change: Callable[[Any], Any]) -> WindowSet[KT, VT]:
         event = current_event.get() or self._event("writing")
         windowed = self.table
         t = event_time(event, windowed.relative_field)
-        runtime, partition, key = self._target(event)
+        runtime, partition, key = windowed.table._target("writing", self.key)
         open_windows = runtime.window_advance(windowed, partition, t,
                                               windowed.spec.windows(t))
         if not open_windows:
@@ -585,10 +564,11 @@ class WindowSet(Generic[KT, VT]):
 
     # -- reads -------------------------------------------------------------------------
     def _read(self, t: float, window: Window | None = None) -> Any:
-        event = current_event.get() or self._event("reading")
+        if current_event.get() is None:
+            self._event("reading")  # raises: a window read needs an event
         windowed = self.table
         table = windowed.table
-        runtime, partition, key = self._target(event)
+        runtime, partition, key = table._target("reading", self.key)
         spec = windowed.spec
         if spec.indexed:
             if window is None and isinstance(spec, Session):
