@@ -28,13 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eoflow._settings import Settings
 from eoflow._stream import Event, InFlight, Source, current_event, current_stream
-from eoflow._transport.base import ConsumedRecord, Producer
+from eoflow._transport.base import ConsumedRecord, Producer, TopicPartition
 from eoflow._transport.batching import BATCH_OVERHEAD, OutputBatches, Partitioner, record_size
 from eoflow.errors import (
     AgentError,
@@ -277,6 +277,13 @@ class Sender:
         of raising. Takes the lock: a commit must see every batch it has to wait for."""
         async with self._lock:
             await self.start()
+
+    def expect(self, partitions: Iterable[TopicPartition]) -> None:
+        """Changelog partitions the open interval has written: its transaction adds them
+        now, so its commit does not wait for AddPartitionsToTxn (a hint; nothing while the
+        transaction has not begun)."""
+        if self.interval.is_open:
+            self._producer.expect(partitions)
 
     # -- dead letters ----------------------------------------------------------------------
     async def dead_letter(self, letter: DeadLetter) -> None:

@@ -499,6 +499,11 @@ class TableManager:
         for overlay in self._overlays.values():
             overlay.settle()
 
+    def written_changelogs(self) -> list[TopicPartition]:
+        """The changelog partitions of the overlays the open interval has written."""
+        return [TopicPartition(self._changelogs[table], partition)
+                for (table, partition), overlay in self._overlays.items() if overlay.has_writes]
+
     def discard(self) -> None:
         """The transaction aborted: forget every pending write (sealed ones included)."""
         for overlay in self._overlays.values():

@@ -324,6 +324,8 @@ class Worker:
             if await self._woken(committer.abort_requested, timeout) or timeout >= remaining:
                 return self._stop.is_set()
             await sender.flush()
+            if self._tables is not None:
+                sender.expect(self._tables.written_changelogs())
 
     async def _woken(self, abort_requested: asyncio.Event, timeout: float) -> bool:
         waiters = [asyncio.ensure_future(e.wait()) for e in (self._stop, abort_requested)]

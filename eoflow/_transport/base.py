@@ -112,6 +112,12 @@ class Producer(Protocol):
 
     async def begin(self) -> None: ...
 
+    def expect(self, partitions: Iterable[TopicPartition]) -> None:
+        """Partitions the open transaction will write: added to it now, ahead of their
+        records, so the commit does not wait for that round trip. A hint only: a record
+        adds its partition all the same; outside a transaction it does nothing."""
+        ...
+
     def create_batch(self) -> Batch: ...
 
     async def submit_batch(self, batch: Batch, topic: str,

@@ -201,6 +201,17 @@ class TransactionalProducer:
             raise translate(exc, "begin transaction") from exc
         self.in_transaction = True
 
+    def expect(self, partitions: Iterable[TP]) -> None:
+        """AddPartitionsToTxn for ``partitions`` now: aiokafka's sender sends it on its
+        next turn, so the commit finds them added (see :class:`Producer`)."""
+        if not self.in_transaction or self._producer is None:
+            return
+        manager = self._producer._txn_manager
+        if manager is None or not manager.is_in_transaction():  # EndTxn under way
+            return
+        for topic, partition in partitions:
+            manager.maybe_add_partition_to_txn(TopicPartition(topic, partition))
+
     async def send(
         self,
         topic: str,
