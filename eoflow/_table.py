@@ -60,6 +60,11 @@ class TableBackend(Protocol):
         """Move the partition's stream time to ``t`` if later; the windows still open."""
         ...
 
+    def window_write(self, table: Any, partition: int, key: bytes, windows: list[Any],
+                     change: Callable[[Any], Any]) -> list[Any]:
+        """Apply ``change`` to ``key``'s value in each window; the windows that were new."""
+        ...
+
     def window_late(self, table: Any, key: Any, change: Any, event: Event[Any, Any]) -> None:
         """An event came after all its windows closed: count it, call ``on_late``."""
         ...

@@ -487,13 +487,9 @@ class WindowSet(Generic[KT, VT]):
         if isinstance(windowed.spec, Session):
             self._apply_session(change, runtime, partition, key, _ms(t))
             return self
-        codec = windowed.table.value_codec
-        for window in open_windows:
-            stored = window_key(key, window)
-            raw = runtime.get(windowed.name, partition, stored)
-            current = codec.loads(raw) if raw is not None else windowed.table._default()
-            runtime.set(windowed.name, partition, stored, codec.dumps(change(current)))
-            if raw is None and windowed.spec.indexed:  # a sliding table's new contribution
+        new = runtime.window_write(windowed, partition, key, open_windows, change)
+        if windowed.spec.indexed:  # a sliding table's new contributions
+            for window in new:
                 self._index(runtime, partition, key, _ms(window.end))
         return self
 

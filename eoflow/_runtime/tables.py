@@ -51,6 +51,7 @@ from eoflow._windows import (
     session_index_key,
     split_key,
     unpack_sessions,
+    window_key,
 )
 from eoflow.errors import OutsideEventError, TableUsageError
 
@@ -262,6 +263,26 @@ class TableManager:
             assert closing is not None  # the same grid as ``first``
             due = min(due, closing + grace)
         return due
+
+    def window_write(self, windowed: WindowedTable[Any, Any], partition: int, key: bytes,
+                     windows: list[Window], change: Callable[[Any], Any]) -> list[Window]:
+        """Apply ``change`` to ``key``'s value in each of ``windows`` (one writer check, one
+        overlay lookup); returns the windows that had no value before."""
+        table = windowed.table
+        name, codec = windowed.name, table.value_codec
+        self._check_writer(name, key)
+        overlay = self._overlay(name, partition)
+        topic, limit = self._changelogs[name], self._limits[name]
+        new: list[Window] = []
+        for window in windows:
+            stored = window_key(key, window)
+            raw = overlay.get(stored)
+            value = codec.dumps(change(codec.loads(raw) if raw is not None else table._default()))
+            check_record_size(topic, partition, stored, record_size(stored, value), limit)
+            overlay.set(stored, value)
+            if raw is None:
+                new.append(window)
+        return new
 
     def window_late(self, windowed: WindowedTable[Any, Any], key: Any, change: Any,
                     event: Event[Any, Any]) -> None:
