@@ -381,6 +381,8 @@ def write_report(results_files: list[Path] | list[str], md: Path = DOCS / "bench
       "report in bench-results/<stamp>/")
     w("bench/.venv/bin/python -m bench.report bench-results/<stamp>/results.json  "
       "# report only")
+    w(".venv/bin/python -m bench.table_ops                # CPU per table operation, "
+      "no broker")
     w("```\n")
     w("This report: " + "; ".join(
         f"`bench/.venv/bin/python -m bench.run {' '.join(d['env']['argv'])}`" for d in datas)
