@@ -286,30 +286,3 @@ def test_the_due_hint_never_skips_a_move_that_closes_or_expires(
             let_through += 1
             due = TableManager._grid_due(windowed, now)
     assert let_through < 20_000 or spec.end_after(0) is None  # the hint skips most moves
-
-
-
-async def test_keys_equal_in_python_but_not_as_json_stay_apart_in_one_event() -> None:
-    """``1 == True``, and a dict key may be changed in place between two uses in one
-    event: a window write or read must never reuse another key's encoding."""
-    app = eoflow.App("memo", broker="kafka://localhost:1")
-    events = app.topic("ev", value_serializer="json")
-    out = app.topic("out", value_serializer="json")
-    counts = app.Table("counts", default=int).tumbling(60, expires=600)
-
-    @app.agent(events)
-    async def count(stream: Any) -> None:
-        async for _ in stream:
-            counts[1] += 1
-            counts[True] += 10
-            key = {"a": 1}
-            counts[key] += 100
-            key["a"] = 2
-            counts[key] += 1000
-            await out.send(value=[counts[1].current(), counts[True].current(),
-                                  counts[{"a": 1}].current(), counts[key].current()])
-
-    async with TestDriver(app) as driver:
-        await driver.send("ev", "x", timestamp=BASE + 1)
-        await driver.settle()
-        assert [o.value for o in driver.outputs("out")] == [[1, 10, 100, 1000]]

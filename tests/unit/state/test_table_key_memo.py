@@ -1,21 +1,32 @@
-"""A plain table works out a key's partition and encoding once per event and reuses them
-for the reads and writes after it: the reuse must never mix up keys or events."""
+"""A table (plain or windowed) works out a key's partition and encoding once per event and
+reuses them for the reads and writes after it: the reuse must never mix up keys or events."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 import eoflow
 from eoflow.testing import TestDriver
 
+MINUTE = 1_699_999_980.0  # a minute boundary: both events in one 60 s window
 
-async def test_keys_equal_in_python_but_not_as_json_stay_apart_in_one_event() -> None:
+
+@pytest.mark.parametrize("windowed", [False, True], ids=["plain", "tumbling"])
+async def test_keys_equal_in_python_but_not_as_json_stay_apart_in_one_event(
+        windowed: bool) -> None:
     """``1 == True``, and a dict key may be changed in place between two uses in one
-    event: a table write or read must never reuse another key's encoding."""
-    app = eoflow.App("plain-memo", broker="kafka://localhost:1")
+    event: a table write or read (plain or windowed) must never reuse another key's
+    encoding."""
+    app = eoflow.App("memo", broker="kafka://localhost:1")
     events = app.topic("ev", value_serializer="json")
     out = app.topic("out", value_serializer="json")
-    counts = app.Table("counts", default=int, key_serializer="json")
+    table = app.Table("counts", default=int, key_serializer="json")
+    counts: Any = table.tumbling(60, expires=600) if windowed else table
+
+    def read(key: Any) -> Any:
+        return counts[key].current() if windowed else counts[key]
 
     @app.agent(events)
     async def count(stream: Any) -> None:
@@ -26,11 +37,11 @@ async def test_keys_equal_in_python_but_not_as_json_stay_apart_in_one_event() ->
             counts[key] += 100
             key["a"] = 2
             counts[key] += 1000
-            await out.send(value=[counts[1], counts[True], counts[{"a": 1}], counts[key]])
+            await out.send(value=[read(1), read(True), read({"a": 1}), read(key)])
 
     async with TestDriver(app) as driver:
-        await driver.send("ev", "x")
-        await driver.send("ev", "y")
+        await driver.send("ev", "x", timestamp=MINUTE + 1)
+        await driver.send("ev", "y", timestamp=MINUTE + 2)
         await driver.settle()
         assert sorted(o.value for o in driver.outputs("out")) == [[1, 10, 100, 1000],
                                                                  [2, 20, 200, 2000]]
